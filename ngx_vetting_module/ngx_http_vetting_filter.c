@@ -316,7 +316,7 @@ ngx_http_vetting_learn_code(ngx_http_request_t *r,
 
     h = r->headers_out.location;
 
-    if (h == NULL || ctx->app.len == 0
+    if (h == NULL
         || (r->headers_out.status != NGX_HTTP_MOVED_TEMPORARILY
             && r->headers_out.status != NGX_HTTP_SEE_OTHER))
     {
@@ -341,7 +341,9 @@ ngx_http_vetting_learn_code(ngx_http_request_t *r,
     vmcf = ngx_http_get_module_main_conf(r, ngx_http_vetting_module);
     now = ngx_http_vetting_now();
 
-    vetting_digest((u_char *) code, len, digest);
+    if (vetting_digest((u_char *) code, len, digest) != VETTING_OK) {
+        return;
+    }
 
     ngx_memzero(&tok, sizeof(ngx_http_vetting_token_t));
 

@@ -1052,8 +1052,10 @@ ngx_http_vetting_identify_token(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (rc == VETTING_OK && len) {
-        vetting_digest((u_char *) buf, len, ctx->grant_digest);
+    if (rc == VETTING_OK && len
+        && vetting_digest((u_char *) buf, len, ctx->grant_digest)
+           == VETTING_OK)
+    {
         ctx->has_grant = 1;
     }
 
@@ -1075,7 +1077,7 @@ ngx_http_vetting_identify_fhir(ngx_http_request_t *r,
     size_t             len;
     ngx_int_t          rc;
     ngx_str_t          body;
-    ngx_uint_t         i;
+    ngx_uint_t         i, form;
     vetting_str_t      token;
     ngx_list_part_t   *part;
     ngx_table_elt_t   *h;
@@ -1087,7 +1089,8 @@ ngx_http_vetting_identify_fhir(ngx_http_request_t *r,
 
         if (vlcf->base.len
             && len >= vlcf->base.len
-            && ngx_strncmp(path, vlcf->base.data, vlcf->base.len) == 0)
+            && ngx_strncmp(path, vlcf->base.data, vlcf->base.len) == 0
+            && (len == vlcf->base.len || path[vlcf->base.len] == '/'))
         {
             path += vlcf->base.len;
             len -= vlcf->base.len;
@@ -1142,7 +1145,12 @@ ngx_http_vetting_identify_fhir(ngx_http_request_t *r,
                                                "credentials");
             }
 
-            vetting_digest(token.data, token.len, ctx->digest);
+            if (vetting_digest(token.data, token.len, ctx->digest)
+                != VETTING_OK)
+            {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
             ctx->has_token = 1;
             ctx->token_seen = 1;
         }
@@ -1153,6 +1161,7 @@ ngx_http_vetting_identify_fhir(ngx_http_request_t *r,
     if (r->method != NGX_HTTP_POST
         || !(ctx->fhir.needs_body
              || (r->headers_in.content_type
+                 && r->headers_in.content_type->value.len >= 33
                  && ngx_strncasecmp(r->headers_in.content_type->value.data,
                                     (u_char *)
                                     "application/x-www-form-urlencoded",
@@ -1180,7 +1189,13 @@ ngx_http_vetting_identify_fhir(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (vetting_form_has(body.data, body.len, "_method")) {
+    form = (r->headers_in.content_type
+            && r->headers_in.content_type->value.len >= 33
+            && ngx_strncasecmp(r->headers_in.content_type->value.data,
+                               (u_char *) "application/x-www-form-urlencoded",
+                               33) == 0);
+
+    if (form && vetting_form_has(body.data, body.len, "_method")) {
         ctx->override = 1;
     }
 
@@ -1188,7 +1203,7 @@ ngx_http_vetting_identify_fhir(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (vetting_form_has(body.data, body.len, "_getpages")) {
+    if (form && vetting_form_has(body.data, body.len, "_getpages")) {
         ctx->fhir.write = 0;
         ctx->fhir.interaction = VETTING_FHIR_SEARCH_SYSTEM;
         ctx->fhir.action = 'E';

@@ -721,8 +721,13 @@ ngx_http_vetting_redis_append(ngx_http_vetting_redis_t *rd, u_char *data,
         ngx_add_timer(c->read, ngx_http_vetting_vmcf->redis_timeout);
     }
 
+    /*
+     * sent once this round of events is over, so that commands queued
+     * together leave in one write
+     */
+
     if (rd->state != NGX_HTTP_VETTING_REDIS_CONNECTING
-        && !c->write->active)
+        && !c->write->posted)
     {
         ngx_post_event(c->write, &ngx_posted_events);
     }
@@ -2085,8 +2090,15 @@ ngx_http_vetting_redis_count_handler(redisReply *reply, void *data)
         blk.since = since;
         blk.rule = *ngx_http_vetting_event_name(f->event);
 
-        (void) ngx_http_vetting_block_put(shm, &blk, shm->sh->generation,
-                                          ngx_cycle->log);
+        /* a suspension this gateway made itself is reported already */
+
+        if (ngx_http_vetting_block_put(shm, &blk, shm->sh->generation,
+                                       ngx_cycle->log)
+            != NGX_OK)
+        {
+            ngx_free(f);
+            return;
+        }
 
         (void) ngx_atomic_fetch_add(&shm->sh->blocked, 1);
 
@@ -2198,8 +2210,12 @@ ngx_http_vetting_redis_outbox_handler(redisReply *reply, void *data)
         blk.since = since;
         ngx_str_set(&blk.rule, "members");
 
-        (void) ngx_http_vetting_block_put(shm, &blk, shm->sh->generation,
-                                          ngx_cycle->log);
+        if (ngx_http_vetting_block_put(shm, &blk, shm->sh->generation,
+                                       ngx_cycle->log)
+            != NGX_OK)
+        {
+            goto done;
+        }
 
         (void) ngx_atomic_fetch_add(&shm->sh->blocked, 1);
 
@@ -2221,6 +2237,8 @@ ngx_http_vetting_redis_outbox_handler(redisReply *reply, void *data)
         ngx_http_vetting_audit_block(ngx_cycle->log, ngx_http_vetting_vmcf,
                                      &blk, &desc, details, 2);
     }
+
+done:
 
     if (cmd) {
         vetting_resp_free(cmd);
