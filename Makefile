@@ -11,7 +11,7 @@ SHELL        := /bin/bash
 
 NGINX_SRC    ?= /usr/share/nginx/src
 NGINX        ?= /usr/sbin/nginx
-BUILD        := $(CURDIR)/build
+BUILD        ?= $(CURDIR)/build
 MODULE       := $(BUILD)/ngx_http_vetting_module.so
 SRC          := ngx_vetting_module
 

@@ -1389,8 +1389,12 @@ ngx_http_vetting_token_resume(ngx_http_request_t *r,
         goto unknown;
     }
 
-    tok.app.data = f[3];
-    tok.app.len = flen[3];
+    /* "-": a code learned where the request named no client */
+
+    if (!(flen[3] == 1 && f[3][0] == '-')) {
+        tok.app.data = f[3];
+        tok.app.len = flen[3];
+    }
 
     if (!(flen[4] == 1 && f[4][0] == '-')) {
         tok.tenant.data = f[4];

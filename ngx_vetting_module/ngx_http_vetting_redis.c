@@ -1535,7 +1535,8 @@ ngx_http_vetting_redis_token(u_char *digest, ngx_http_vetting_token_t *tok,
     lens[1] = p - key;
 
     p = ngx_snprintf(val, sizeof(val), "%d %L %L %V %V %V",
-                     (int) tok->kind, tok->issued, tok->expires, &tok->app,
+                     (int) tok->kind, tok->issued, tok->expires,
+                     tok->app.len ? &tok->app : &ngx_http_vetting_state_none,
                      tok->tenant.len ? &tok->tenant
                                      : &ngx_http_vetting_state_none,
                      tok->member.len ? &tok->member
