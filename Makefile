@@ -75,7 +75,9 @@ $(BUILD)/nginx/objs/Makefile: config $(SRC)/vetting.lua | deps-build
 
 module: $(BUILD)/nginx/objs/Makefile
 	$(MAKE) -s -C $(BUILD)/nginx -f objs/Makefile modules
-	cp $(BUILD)/nginx/objs/ngx_http_vetting_module.so $(MODULE)
+	@# a new file, not one written over: a running nginx maps the old one
+	cp $(BUILD)/nginx/objs/ngx_http_vetting_module.so $(MODULE).new
+	mv -f $(MODULE).new $(MODULE)
 	$(NGINX) -t -q -p $(BUILD)/ -c $(CURDIR)/t/load.conf
 	@echo "built $(MODULE); it loads into $(NGINX)"
 
