@@ -960,6 +960,7 @@ ngx_http_vetting_bucket_take(ngx_http_vetting_shm_t *shm,
     ngx_http_vetting_rate_t *rate, ngx_str_t *subject, ngx_uint_t shared,
     int64_t now, ngx_http_vetting_take_t *take, ngx_log_t *log)
 {
+    uint64_t                         size;
     ngx_int_t                        rc;
     ngx_http_vetting_bucket_node_t  *bn;
 
@@ -998,16 +999,17 @@ ngx_http_vetting_bucket_take(ngx_http_vetting_shm_t *shm,
         take->state.remaining = bn->lease
                                 + (bn->remaining > 0 ? bn->remaining : 0);
 
+        /* running low while Redis has more: prefetch the next lease */
+
+        size = vetting_lease_size(bn->remaining, rate->burst,
+                                  NGX_HTTP_VETTING_LEASE_MAX);
+
         if (!rate->exact
             && bn->remaining > 0
-            && bn->lease < (int64_t) vetting_lease_size(bn->remaining,
-                                                        rate->burst,
-                                                        NGX_HTTP_VETTING_LEASE_MAX)
-                           / 2 + 1
+            && bn->lease < (int64_t) size / 2 + 1
             && bn->fetching <= now)
         {
-            take->want = vetting_lease_size(bn->remaining, rate->burst,
-                                            NGX_HTTP_VETTING_LEASE_MAX);
+            take->want = size;
             bn->fetching = now + NGX_HTTP_VETTING_LEASE_TTL;
         }
 
