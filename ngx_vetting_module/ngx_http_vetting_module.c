@@ -3516,6 +3516,7 @@ ngx_http_vetting_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_vetting_main_conf_t  *vmcf = conf;
 
+    u_char      *p;
     ngx_int_t    db;
     ngx_str_t   *value;
     ngx_url_t    u;
@@ -3600,12 +3601,14 @@ ngx_http_vetting_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 invalid:
 
-    /* never echo a password back into a log */
+    /* the name only: a value may be a password, even a misspelt one */
 
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid parameter \"%*s\"",
-                       (size_t) (ngx_strncmp(value[i].data, "password=", 9)
-                                 == 0 ? 9 : value[i].len),
-                       value[i].data);
+    p = ngx_strlchr(value[i].data, value[i].data + value[i].len, '=');
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%*s%s\"",
+                       p ? (size_t) (p + 1 - value[i].data) : value[i].len,
+                       value[i].data, p ? "..." : "");
 
     return NGX_CONF_ERROR;
 }

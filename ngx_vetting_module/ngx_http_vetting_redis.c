@@ -121,6 +121,7 @@ static ngx_event_t                    ngx_http_vetting_resync_ev;
 static ngx_queue_t                    ngx_http_vetting_sync_waiters;
 static ngx_uint_t                     ngx_http_vetting_resyncing;
 static ngx_uint_t                     ngx_http_vetting_connect_failed;
+static ngx_uint_t                     ngx_http_vetting_exiting;
 
 /* timers log the fd of their data: give them one that says "none" */
 static ngx_connection_t               ngx_http_vetting_dumb;
@@ -222,6 +223,8 @@ ngx_http_vetting_redis_exit_process(ngx_cycle_t *cycle)
     if (ngx_http_vetting_vmcf == NULL) {
         return;
     }
+
+    ngx_http_vetting_exiting = 1;
 
     for (i = 0; i < 2; i++) {
         rd = i ? ngx_http_vetting_sub : ngx_http_vetting_cmd;
@@ -435,11 +438,15 @@ ngx_http_vetting_redis_load_handler(redisReply *reply, void *data)
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "vetting: redis refused the vetting functions "
-                      "(FUNCTION LOAD needs Redis 7): \"%*s\"",
-                      (size_t) ngx_min(reply->len, 200), reply->str);
-        ngx_http_vetting_redis_down("FUNCTION LOAD failed");
+
+        if (rd->failures == 0) {
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "vetting: redis refused the vetting functions "
+                          "(FUNCTION LOAD needs Redis 7): \"%*s\"",
+                          (size_t) ngx_min(reply->len, 200), reply->str);
+        }
+
+        ngx_http_vetting_redis_close(rd, "FUNCTION LOAD failed");
         return;
     }
 
@@ -593,9 +600,11 @@ ngx_http_vetting_redis_test_connect(ngx_connection_t *c)
 static void
 ngx_http_vetting_redis_write_handler(ngx_event_t *ev)
 {
-    ssize_t                    n;
-    ngx_connection_t          *c;
-    ngx_http_vetting_redis_t  *rd;
+    ssize_t                        n;
+    ngx_queue_t                   *q;
+    ngx_connection_t              *c;
+    ngx_http_vetting_redis_t      *rd;
+    ngx_http_vetting_redis_cmd_t  *cmd;
 
     c = ev->data;
     rd = c->data;
@@ -621,6 +630,21 @@ ngx_http_vetting_redis_write_handler(ngx_event_t *ev)
 
         rd->state = NGX_HTTP_VETTING_REDIS_HANDSHAKE;
         rd->log.log_level = ngx_cycle->log->log_level;
+
+        /* the commands queued while connecting wait from now on */
+
+        for (q = ngx_queue_head(&rd->pending);
+             q != ngx_queue_sentinel(&rd->pending);
+             q = ngx_queue_next(q))
+        {
+            cmd = ngx_queue_data(q, ngx_http_vetting_redis_cmd_t, queue);
+            cmd->deadline = ngx_current_msec
+                            + ngx_http_vetting_vmcf->redis_timeout;
+        }
+
+        if (rd->npending) {
+            ngx_add_timer(c->read, ngx_http_vetting_vmcf->redis_timeout);
+        }
     }
 
     while (rd->out_pos < rd->out_len) {
@@ -1403,6 +1427,13 @@ ngx_http_vetting_waiter_handler(redisReply *reply, void *data)
         /* the request ended first; its cleanup left this to us */
 
         ngx_free(w);
+        return;
+    }
+
+    if (ngx_http_vetting_exiting) {
+
+        /* the worker is going away: nothing more runs for the request */
+
         return;
     }
 

@@ -805,7 +805,12 @@ ngx_http_vetting_block_sweep(ngx_http_vetting_shm_t *shm,
 
         bn = ngx_queue_data(q, ngx_http_vetting_block_node_t, queue);
 
-        if (bn->generation >= generation) {
+        /*
+         * generation 0: suspended here, not yet heard back from Redis
+         * (its vt_block may still wait in the outbox)
+         */
+
+        if (bn->generation == 0 || bn->generation >= generation) {
             continue;
         }
 
