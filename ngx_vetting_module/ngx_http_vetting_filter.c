@@ -20,6 +20,7 @@ static ngx_int_t ngx_http_vetting_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 static void ngx_http_vetting_learn_code(ngx_http_request_t *r,
     ngx_http_vetting_ctx_t *ctx);
+static ngx_table_elt_t *ngx_http_vetting_location(ngx_http_request_t *r);
 static ngx_int_t ngx_http_vetting_feed(ngx_http_request_t *r,
     ngx_http_vetting_ctx_t *ctx, ngx_buf_t *b);
 static void ngx_http_vetting_learn(ngx_http_request_t *r,
@@ -314,12 +315,14 @@ ngx_http_vetting_learn_code(ngx_http_request_t *r,
     ngx_http_vetting_main_conf_t  *vmcf;
     u_char                         digest[VETTING_DIGEST_LEN];
 
-    h = r->headers_out.location;
-
-    if (h == NULL
-        || (r->headers_out.status != NGX_HTTP_MOVED_TEMPORARILY
-            && r->headers_out.status != NGX_HTTP_SEE_OTHER))
+    if (r->headers_out.status != NGX_HTTP_MOVED_TEMPORARILY
+        && r->headers_out.status != NGX_HTTP_SEE_OTHER)
     {
+        return;
+    }
+
+    h = ngx_http_vetting_location(r);
+    if (h == NULL) {
         return;
     }
 
@@ -358,5 +361,49 @@ ngx_http_vetting_learn_code(ngx_http_request_t *r,
 
     if (vmcf->redis) {
         ngx_http_vetting_redis_token(digest, &tok, r->connection->log);
+    }
+}
+
+
+/*
+ * The Location of a redirect.  The proxy module sets headers_out.location
+ * only for a Location that proxy_redirect rewrote, not for the absolute
+ * redirect_uri of an app, which stays in the list alone.
+ */
+
+static ngx_table_elt_t *
+ngx_http_vetting_location(ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    if (r->headers_out.location) {
+        return r->headers_out.location;
+    }
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash
+            && h[i].key.len == sizeof("Location") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Location",
+                               sizeof("Location") - 1)
+               == 0)
+        {
+            return &h[i];
+        }
     }
 }

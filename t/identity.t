@@ -153,8 +153,8 @@ $r = token_request($port, uri => '/oauth2/token', code => 'c-jwt-sub',
 %e = %{ access_entry($t, 'jwt-sub') };
 is($e{app}, '', 'jwt with sub other than iss names no app');
 is($e{identity}, 'none', 'jwt with sub other than iss identity none');
-like($t->error_log, qr/token issued to a client the request did not name, not learned/,
-    'token of an unnamed client not learned');
+like($t->error_log, qr/\Q$_\E/, 'token of an unnamed client not learned')
+    for 'token issued to a client the request did not name, not learned';
 
 # a code learned at the authorization endpoint names its app
 
@@ -246,8 +246,9 @@ is($e{identity}, 'none', 'unknown write identity none');
 is($e{decision}, 'reject', 'unknown write decision');
 is($e{rule}, 'write', 'unknown write rule');
 
-like($t->error_log, qr/rule "write threshold=1 window=1h action=block" reached by unidentified client "127\.0\.0\.1" \(1 events\); only apps are suspended/,
-    'unidentified client not suspended');
+like($t->error_log, qr/\Q$_\E/, 'unidentified client not suspended')
+    for 'rule "write threshold=1 window=1h action=block" reached by '
+    . 'unidentified client "127.0.0.1" (1 events); only apps are suspended';
 
 for my $n (1 .. 3) {
     http_get($port, "/oauth2/authorize?client_id=app-post&state=$n");
@@ -291,8 +292,9 @@ $r = http_req($port, 'DELETE', '/fhir/r4/Patient/m-12345',
     headers => [Authorization => 'Bearer AT-c-jwt',
         'X-Test-Id' => 'proven-write']);
 is($r->status, 405, 'proven write refused');
-like($t->error_log, qr/app "app-jwt" suspended in scope "\*": rule "write threshold=1 window=1h action=block" reached \(1 events\)/,
-    'one proven write suspends');
+like($t->error_log, qr/\Q$_\E/, 'one proven write suspends')
+    for 'app "app-jwt" suspended in scope "*": rule '
+    . '"write threshold=1 window=1h action=block" reached (1 events)';
 
 $r = http_get($port, '/fhir/r4/Patient/m-12345',
     Authorization => 'Bearer AT-c-jwt', 'X-Test-Id' => 'suspended-read');
@@ -318,7 +320,10 @@ for my $secret ('AT-c-basic', 'RT-c-basic', 'AT-c-post', 'RT-c-post',
     basic_auth('app:basic/1', 'b-s3cr3t:+/') =~ s/^Basic //r,
     'code-app-7f3c', 'c-basic')
 {
-    unlike($logs, qr/\Q$secret\E/, "no \"$secret\" in the logs");
+    my $name = length $secret > 24 ? substr($secret, 0, 20) . '...'
+        : $secret;
+
+    unlike($logs, qr/\Q$secret\E/, "no \"$name\" in the logs");
 }
 
 $t->done_testing;

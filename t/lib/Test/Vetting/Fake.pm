@@ -25,9 +25,10 @@ package Test::Vetting::Fake;
 #                        access token is "AT-<code>" and refresh token
 #                        "RT-<code>", for member $o{patient}
 #   anything else        404
-# A case is { status, headers, body, chunk => bytes, delay => seconds }:
+# A case is { status, headers, body, te, chunk, delay }: with te, the
+# body is sent with "Transfer-Encoding: chunked" in chunks of te bytes;
 # with chunk, the response is written in pieces of that many bytes with
-# the delay after each (the body as one piece when chunk is 0).
+# delay seconds after each (the body as one piece when chunk is 0).
 #
 # Handlers run in the upstream's processes: no Test::More in them.
 
@@ -39,7 +40,7 @@ use Exporter qw(import);
 use JSON::PP ();
 use MIME::Base64 qw(encode_base64);
 
-use Test::Vetting::HTTP qw(http http_req);
+use Test::Vetting::HTTP qw(http_req);
 use Test::Vetting::Upstream qw(http_response pieces);
 
 our @EXPORT = qw(authorization_server fhir_server token_json form_encode
@@ -127,7 +128,8 @@ sub authorization_server {
                 'Pragma' => 'no-cache',
                 @{ $case->{headers} // [] },
             ],
-            body => $case->{body} // '');
+            body => $case->{te} ? [unpack "(a$case->{te})*",
+                $case->{body}] : $case->{body} // '');
 
         return $raw if !defined $case->{chunk};
 
@@ -140,11 +142,10 @@ sub authorization_server {
 }
 
 
-# a FHIR server: 200 with a small Bundle for anything, 404 for paths
-# under /missing, and the given status for a path ending in /status/NNN
+# a FHIR server: 200 with a small Bundle naming the path for anything,
+# the given status for a path ending in /status/NNN, and 404 for other
+# paths with a "/missing" in them
 sub fhir_server {
-    my (%o) = @_;
-
     return sub {
         my ($r) = @_;
 
@@ -277,15 +278,15 @@ sub token_request {
 
 
 # an access log format with every variable of the module, one
-# "name=value" field each; a request names itself with X-Test-Id
+# "name=value" field each, the list of dry-run rules last; a request
+# names itself with X-Test-Id
 sub vetting_log_format {
     return q{log_format vetting 't=$http_x_test_id status=$status }
         . q{method=$request_method app=$vetting_app member=$vetting_member }
         . q{identity=$vetting_identity decision=$vetting_decision }
         . q{rule=$vetting_rule endpoint=$vetting_endpoint }
         . q{tenant=$vetting_tenant interaction=$vetting_interaction }
-        . q{token=$vetting_token_id dry=$vetting_dry_run }
-        . q{uri=$uri';};
+        . q{token=$vetting_token_id uri=$uri dry=$vetting_dry_run';};
 }
 
 
@@ -297,8 +298,13 @@ sub access_entries {
     my @entries;
 
     for my $line (split /\n/, $text) {
+
+        # the last field, a list of rules, has spaces
+        my ($fields, $dry) = $line =~ /^(.*?)(?: dry=(.*))?$/;
+
         my %e = map { my ($k, $v) = split /=/, $_, 2;
-            ($k => ($v // '') eq '-' ? '' : $v) } split / /, $line;
+            ($k => ($v // '') eq '-' ? '' : $v) } split / /, $fields;
+        $e{dry} = ($dry // '-') eq '-' ? '' : $dry;
         $e{line} = $line;
         push @entries, \%e;
     }
