@@ -13,8 +13,8 @@
 
 
 #define NGX_HTTP_VETTING_STEP_START     0
-#define NGX_HTTP_VETTING_STEP_GRANT     1
-#define NGX_HTTP_VETTING_STEP_SYNC      2
+#define NGX_HTTP_VETTING_STEP_SYNC      1
+#define NGX_HTTP_VETTING_STEP_GRANT     2
 #define NGX_HTTP_VETTING_STEP_DECIDE    3
 #define NGX_HTTP_VETTING_STEP_RATE      4
 
@@ -65,6 +65,8 @@ static ngx_int_t ngx_http_vetting_rejected(ngx_http_request_t *r,
     ngx_http_vetting_ctx_t *ctx, ngx_http_vetting_loc_conf_t *vlcf);
 static ngx_int_t ngx_http_vetting_country(ngx_http_request_t *r,
     ngx_http_vetting_ctx_t *ctx, ngx_http_vetting_loc_conf_t *vlcf);
+static void ngx_http_vetting_geo(ngx_http_request_t *r,
+    ngx_http_vetting_ctx_t *ctx);
 static ngx_int_t ngx_http_vetting_rates(ngx_http_request_t *r,
     ngx_http_vetting_ctx_t *ctx, ngx_http_vetting_loc_conf_t *vlcf);
 static ngx_int_t ngx_http_vetting_lease_resume(ngx_http_request_t *r,
@@ -675,7 +677,29 @@ ngx_http_vetting_run(ngx_http_request_t *r, ngx_http_vetting_ctx_t *ctx,
             return rc;
         }
 
+        ctx->step = NGX_HTTP_VETTING_STEP_SYNC;
+
+        /* fall through */
+
+    case NGX_HTTP_VETTING_STEP_SYNC:
+
         ctx->step = NGX_HTTP_VETTING_STEP_GRANT;
+
+        if (!ngx_http_vetting_redis_synced()) {
+
+            /*
+             * a gateway that starts, or got a new zone, reads the current
+             * suspensions before it decides anything, and only then asks
+             * Redis about the credentials it does not know
+             */
+
+            rc = ngx_http_vetting_redis_call(r, ctx,
+                                             ngx_http_vetting_sync_resume,
+                                             0, 0, NULL, NULL);
+            if (rc == NGX_AGAIN) {
+                return rc;
+            }
+        }
 
         /* fall through */
 
@@ -695,28 +719,7 @@ ngx_http_vetting_run(ngx_http_request_t *r, ngx_http_vetting_ctx_t *ctx,
             }
         }
 
-        ctx->step = NGX_HTTP_VETTING_STEP_SYNC;
-
-        /* fall through */
-
-    case NGX_HTTP_VETTING_STEP_SYNC:
-
         ctx->step = NGX_HTTP_VETTING_STEP_DECIDE;
-
-        if (!ngx_http_vetting_redis_synced()) {
-
-            /*
-             * a gateway that starts, or got a new zone, reads the current
-             * suspensions before it decides anything
-             */
-
-            rc = ngx_http_vetting_redis_call(r, ctx,
-                                             ngx_http_vetting_sync_resume,
-                                             0, 0, NULL, NULL);
-            if (rc == NGX_AGAIN) {
-                return rc;
-            }
-        }
 
         /* fall through */
 
@@ -1272,6 +1275,10 @@ ngx_http_vetting_lookup_token(ngx_http_request_t *r,
         return NGX_OK;
     }
 
+    /* not in the zone: tok was left unset */
+
+    tok.kind = NGX_HTTP_VETTING_UNKNOWN;
+
     if (vmcf->redis == NULL || !ngx_http_vetting_redis_available()) {
         ngx_http_vetting_use_token(r, ctx, grant ? NULL : &tok);
         return NGX_OK;
@@ -1299,7 +1306,6 @@ ngx_http_vetting_lookup_token(ngx_http_request_t *r,
         return NGX_AGAIN;
     }
 
-    tok.kind = NGX_HTTP_VETTING_UNKNOWN;
     ngx_http_vetting_use_token(r, ctx, grant ? NULL : &tok);
 
     return NGX_OK;
@@ -1710,7 +1716,6 @@ ngx_http_vetting_country(ngx_http_request_t *r, ngx_http_vetting_ctx_t *ctx,
 {
     ngx_str_t                     *cc;
     ngx_uint_t                     i;
-    vetting_geo_rc_e               rc;
     ngx_http_vetting_main_conf_t  *vmcf;
 
     vmcf = ngx_http_get_module_main_conf(r, ngx_http_vetting_module);
@@ -1719,25 +1724,7 @@ ngx_http_vetting_country(ngx_http_request_t *r, ngx_http_vetting_ctx_t *ctx,
         return NGX_OK;
     }
 
-    if (!ctx->geo_done) {
-        ctx->geo_done = 1;
-
-        rc = vetting_geo_lookup(vmcf->geo, r->connection->sockaddr,
-                                ctx->country);
-
-        if (rc == VETTING_GEO_FOUND) {
-            ctx->geo_known = 1;
-
-        } else {
-            ctx->country[0] = '\0';
-
-            if (rc == VETTING_GEO_ERROR) {
-                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                              "vetting: country lookup of \"%V\" failed "
-                              "in \"%V\"", &ctx->address, &vmcf->geo_file);
-            }
-        }
-    }
+    ngx_http_vetting_geo(r, ctx);
 
     if (!ctx->geo_known) {
 
@@ -1761,6 +1748,48 @@ ngx_http_vetting_country(ngx_http_request_t *r, ngx_http_vetting_ctx_t *ctx,
 
     return ngx_http_vetting_refuse(r, ctx, NGX_HTTP_VETTING_R_COUNTRY,
                                    "country");
+}
+
+
+/*
+ * Looks the client address up once per request: for the check, and for
+ * $vetting_country also where the check is off or an earlier check
+ * refused the request.
+ */
+
+static void
+ngx_http_vetting_geo(ngx_http_request_t *r, ngx_http_vetting_ctx_t *ctx)
+{
+    vetting_geo_rc_e               rc;
+    ngx_http_vetting_main_conf_t  *vmcf;
+
+    if (ctx->geo_done) {
+        return;
+    }
+
+    ctx->geo_done = 1;
+
+    vmcf = ngx_http_get_module_main_conf(r, ngx_http_vetting_module);
+
+    if (vmcf->geo == NULL) {
+        return;
+    }
+
+    rc = vetting_geo_lookup(vmcf->geo, r->connection->sockaddr,
+                            ctx->country);
+
+    if (rc == VETTING_GEO_FOUND) {
+        ctx->geo_known = 1;
+        return;
+    }
+
+    ctx->country[0] = '\0';
+
+    if (rc == VETTING_GEO_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "vetting: country lookup of \"%V\" failed in \"%V\"",
+                      &ctx->address, &vmcf->geo_file);
+    }
 }
 
 
@@ -2592,7 +2621,7 @@ ngx_http_vetting_refuse(ngx_http_request_t *r, ngx_http_vetting_ctx_t *ctx,
 
         if (ngx_http_vetting_set_header(r, "WWW-Authenticate",
                                         (u_char *) "Bearer realm=\"fhir\", "
-                                        "error=\"invalid_request\"", 42)
+                                        "error=\"invalid_request\"", 44)
             != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -2637,6 +2666,10 @@ ngx_http_vetting_refuse(ngx_http_request_t *r, ngx_http_vetting_ctx_t *ctx,
     }
 
     ngx_http_vetting_log_refusal(r, ctx, vlcf);
+
+    /* the country of every refusal goes into its AuditEvent */
+
+    ngx_http_vetting_geo(r, ctx);
 
     ngx_http_vetting_audit(r, ctx, VETTING_AUDIT_REFUSAL, &desc, NULL, 0);
 
@@ -2978,6 +3011,8 @@ ngx_http_vetting_variable(ngx_http_request_t *r,
         break;
 
     case NGX_HTTP_VETTING_VAR_COUNTRY:
+        ngx_http_vetting_geo(r->main, ctx);
+
         if (ctx->geo_known) {
             s.data = (u_char *) ctx->country;
             s.len = ngx_strlen(ctx->country);
@@ -4087,9 +4122,12 @@ ngx_http_vetting_rate(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    /* seconds for the bucket to fill: the window of RateLimit-Policy */
+    /*
+     * seconds for the bucket to fill, the window of RateLimit-Policy, to
+     * the nearest second: the stored rate is rounded down to a millionth
+     */
 
-    w = (rate->burst * 1000000 + rate->rate - 1) / rate->rate;
+    w = (rate->burst * 1000000 + rate->rate / 2) / rate->rate;
     rate->window = w ? w : 1;
 
     if (rate->id.len == 0) {

@@ -65,6 +65,7 @@ typedef struct {
     ngx_log_t                            log;
 
     unsigned                             subscriber:1;
+    unsigned                             auth_failed:1;
 } ngx_http_vetting_redis_t;
 
 
@@ -82,6 +83,8 @@ static ngx_int_t ngx_http_vetting_redis_argv(ngx_http_vetting_redis_t *rd,
     int argc, const char **argv, const size_t *lens,
     ngx_http_vetting_redis_handler_pt handler, void *data);
 static void ngx_http_vetting_redis_handshake(ngx_http_vetting_redis_t *rd);
+static void ngx_http_vetting_redis_auth_handler(redisReply *reply,
+    void *data);
 static void ngx_http_vetting_redis_ok_handler(redisReply *reply,
     void *data);
 static void ngx_http_vetting_redis_load_handler(redisReply *reply,
@@ -346,8 +349,8 @@ ngx_http_vetting_redis_handshake(ngx_http_vetting_redis_t *rd)
 
         (void) ngx_http_vetting_redis_argv(rd, vmcf->redis_user.len ? 3 : 2,
                                            argv, lens,
-                                           ngx_http_vetting_redis_ok_handler,
-                                           (void *) "AUTH");
+                                           ngx_http_vetting_redis_auth_handler,
+                                           rd);
     }
 
     if (vmcf->redis_db && !rd->subscriber) {
@@ -407,6 +410,34 @@ ngx_http_vetting_redis_handshake(ngx_http_vetting_redis_t *rd)
 }
 
 
+/*
+ * AUTH refused: the connection is closed and tried again later.  Said
+ * once per outage: hiredis' reply holds Redis's own message, never the
+ * password.
+ */
+
+static void
+ngx_http_vetting_redis_auth_handler(redisReply *reply, void *data)
+{
+    ngx_http_vetting_redis_t  *rd = data;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ERROR) {
+        return;
+    }
+
+    if (rd->failures == 0) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "vetting: redis %V refused AUTH: \"%*s\"",
+                      rd->peer.name, (size_t) ngx_min(reply->len, 200),
+                      reply->str);
+    }
+
+    rd->auth_failed = 1;
+
+    ngx_http_vetting_redis_close(rd, "AUTH refused");
+}
+
+
 /* a handshake step that must answer OK; data names it, NULL: optional */
 
 static void
@@ -439,7 +470,7 @@ ngx_http_vetting_redis_load_handler(redisReply *reply, void *data)
 
     if (reply->type == REDIS_REPLY_ERROR) {
 
-        if (rd->failures == 0) {
+        if (rd->failures == 0 && !rd->auth_failed) {
             ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                           "vetting: redis refused the vetting functions "
                           "(FUNCTION LOAD needs Redis 7): \"%*s\"",
@@ -456,6 +487,8 @@ ngx_http_vetting_redis_load_handler(redisReply *reply, void *data)
 
     rd->state = NGX_HTTP_VETTING_REDIS_READY;
     rd->failures = 0;
+    rd->auth_failed = 0;
+    rd->log.log_level = ngx_cycle->log->log_level;
     ngx_http_vetting_connect_failed = 0;
 
     ngx_http_vetting_redis_up();
@@ -471,12 +504,21 @@ ngx_http_vetting_redis_subscribed(redisReply *reply, void *data)
 {
     ngx_http_vetting_redis_t  *rd = data;
 
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+    if (reply == NULL) {
+        return;
+    }
+
+    /* refused (a wrong password, say): try again later, as commands do */
+
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        ngx_http_vetting_redis_close(rd, "SUBSCRIBE failed");
         return;
     }
 
     rd->state = NGX_HTTP_VETTING_REDIS_READY;
     rd->failures = 0;
+    rd->auth_failed = 0;
+    rd->log.log_level = ngx_cycle->log->log_level;
 
     /* what was published while this worker was not listening */
 
@@ -629,7 +671,6 @@ ngx_http_vetting_redis_write_handler(ngx_event_t *ev)
         }
 
         rd->state = NGX_HTTP_VETTING_REDIS_HANDSHAKE;
-        rd->log.log_level = ngx_cycle->log->log_level;
 
         /* the commands queued while connecting wait from now on */
 

@@ -704,9 +704,15 @@ ngx_http_vetting_block_put(ngx_http_vetting_shm_t *shm,
 
     rc = (blk->since && bn->since == 0) ? NGX_OK : NGX_DECLINED;
 
-    /* a suspension keeps its original time */
+    /*
+     * a suspension keeps its original time: the one Redis recorded,
+     * once it replaces the time this gateway noted when it suspended
+     */
 
-    if (blk->since && (bn->since == 0 || blk->since < bn->since)) {
+    if (blk->since
+        && (bn->since == 0 || blk->since < bn->since
+            || (generation && bn->generation == 0)))
+    {
         bn->since = blk->since;
     }
 
@@ -728,7 +734,12 @@ ngx_http_vetting_block_put(ngx_http_vetting_shm_t *shm,
         bn->rule[n] = '\0';
     }
 
-    if (generation) {
+    /*
+     * the workers read the index at the same time: an older read put
+     * late must not leave an entry to the sweep of a newer one
+     */
+
+    if (generation > bn->generation) {
         bn->generation = generation;
     }
 
@@ -1307,7 +1318,7 @@ ngx_http_vetting_counter_get(ngx_http_vetting_shm_t *shm, ngx_uint_t by,
 }
 
 
-/* forgets an app's counters (the app was reinstated) */
+/* forgets an app's counters and seen members (the app was reinstated) */
 
 void
 ngx_http_vetting_counter_reset(ngx_http_vetting_shm_t *shm, ngx_str_t *app)
@@ -1327,6 +1338,22 @@ ngx_http_vetting_counter_reset(ngx_http_vetting_shm_t *shm, ngx_str_t *app)
 
         vn = ngx_queue_data(q, ngx_http_vetting_node_t, queue);
         k = ngx_http_vetting_key(vn);
+
+        /* members already seen: [M][window 8][scope][app][member] */
+
+        if (vn->type == NGX_HTTP_VETTING_NODE_MEMBER) {
+            scope = k[9];
+
+            if (vn->len > 11 + scope
+                && k[10 + scope] == app->len
+                && vn->len > 11 + scope + app->len
+                && ngx_memcmp(k + 11 + scope, app->data, app->len) == 0)
+            {
+                ngx_http_vetting_delete(shm, vn);
+            }
+
+            continue;
+        }
 
         if (vn->type != NGX_HTTP_VETTING_NODE_COUNTER
             || k[1] != NGX_HTTP_VETTING_BY_APP

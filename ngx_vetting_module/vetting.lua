@@ -16,7 +16,8 @@
 --   P{app:X}:susp:<scope>     hash   a suspension (scope "*" or a tenant)
 --   P{app:X}:revoked:<scope>  string ms; credentials issued before are dead
 --   P{app:X}:history          list   JSON records of blocks and reviews
---   P{app:X}:members          zset   member -> ms of the last authorization
+--   P{app:X}:members:<scope>:<window ms>
+--                             zset   member -> ms of the last authorization
 --   P{app:X}:authorized       set    every member who authorized the app
 --   P{app:X}:rl:<policy>      hash   token bucket of a shared rate
 --   P{S}:c:<event>:<window>   hash   sliding-window rule counter
@@ -323,7 +324,7 @@ local function app_keys(prefix, app, scope)
         susp = tag .. 'susp:' .. scope,
         revoked = tag .. 'revoked:' .. scope,
         history = tag .. 'history',
-        members = tag .. 'members',
+        members = tag .. 'members:*',
         authorized = tag .. 'authorized',
         index = prefix .. 'index',
         notify = prefix .. 'notify',
@@ -376,7 +377,7 @@ local function vt_reinstate(keys, args)
 
     delete_matching(k.tag .. 'c:*')
     delete_matching(k.tag .. 'rl:*')
-    redis.call('DEL', k.members)
+    delete_matching(k.members)
     redis.call('SREM', k.delisted, app)
 
     redis.call('RPUSH', k.history, cjson.encode({
@@ -401,7 +402,8 @@ end
 -- registered again later.  notify: one notification for every member
 -- who authorized the app, and one for the tenant's contacts.  delist:
 -- the member-facing gallery drops the app.  Returns {revoked before,
--- members notified}.
+-- members notified, 1 when notifications were queued now (0 when an
+-- earlier confirmation queued them)}.
 
 local function vt_confirm(keys, args)
     local prefix, app, scope = args[1], args[2], args[3]
@@ -428,8 +430,14 @@ local function vt_confirm(keys, args)
                index_value(since, revoked, 'confirmed', rule))
 
     local notified = 0
+    local queued = 0
 
-    if args[7] == '1' then
+    -- members are told once, however often the block is confirmed
+
+    if args[7] == '1' and not redis.call('HGET', k.susp, 'notified') then
+        redis.call('HSET', k.susp, 'notified', now)
+        queued = 1
+
         for _, m in ipairs(redis.call('SMEMBERS', k.authorized)) do
             redis.call('XADD', k.notify, '*', 'to', 'member', 'member', m,
                        'app', app, 'scope', scope, 'reason', rule,
@@ -456,7 +464,7 @@ local function vt_confirm(keys, args)
     redis.call('PUBLISH', k.channel, table.concat({'block', app, scope,
                since, revoked, 'confirmed', rule}, ' '))
 
-    return {revoked, notified}
+    return {revoked, notified, queued}
 end
 
 
