@@ -356,6 +356,17 @@ int64_t ngx_http_vetting_now(void);
 ngx_str_t *ngx_http_vetting_event_name(ngx_uint_t event);
 ngx_str_t *ngx_http_vetting_action_name(ngx_uint_t action);
 ngx_uint_t ngx_http_vetting_log_level(ngx_http_request_t *r);
+ngx_int_t ngx_http_vetting_refuse(ngx_http_request_t *r,
+    ngx_http_vetting_ctx_t *ctx, ngx_uint_t refusal, const char *rule);
+
+/* ngx_http_vetting_rules.c */
+ngx_int_t ngx_http_vetting_rejected(ngx_http_request_t *r,
+    ngx_http_vetting_ctx_t *ctx, ngx_http_vetting_loc_conf_t *vlcf);
+ngx_int_t ngx_http_vetting_country(ngx_http_request_t *r,
+    ngx_http_vetting_ctx_t *ctx, ngx_http_vetting_loc_conf_t *vlcf);
+void ngx_http_vetting_geo(ngx_http_request_t *r, ngx_http_vetting_ctx_t *ctx);
+ngx_int_t ngx_http_vetting_rates(ngx_http_request_t *r,
+    ngx_http_vetting_ctx_t *ctx, ngx_http_vetting_loc_conf_t *vlcf);
 void ngx_http_vetting_count(ngx_http_request_t *r,
     ngx_http_vetting_ctx_t *ctx, ngx_uint_t event);
 void ngx_http_vetting_member_authorized(ngx_http_request_t *r,
