@@ -110,8 +110,9 @@ fuzz: deps-test $(FUZZERS)
 fuzz-long:
 	$(MAKE) fuzz FUZZ_RUNS=2000000
 
-prove: deps-test module
+prove: deps-test module country-db
 	TEST_NGINX_BINARY=$(NGINX) VETTING_MODULE=$(MODULE) \
+	    VETTING_COUNTRY_DB=$(BUILD)/demo-country.mmdb \
 	    prove $(PROVE_FLAGS) $(TESTS)
 
 lint:
