@@ -1557,17 +1557,34 @@ ngx_http_vetting_check_fhir(ngx_http_request_t *r,
 }
 
 
-/* removes method-override headers so the upstream never sees them */
+/*
+ * Removes method-override headers so the upstream never sees them.  The
+ * list is built anew from copies of the other headers: shifting elements
+ * inside the old one would leave r->headers_in.authorization and its
+ * kind pointing at the wrong header.  Those pointers keep the old list,
+ * which stays in the request's pool unchanged.
+ */
 
 static ngx_int_t
 ngx_http_vetting_override(ngx_http_request_t *r, ngx_http_vetting_ctx_t *ctx,
     ngx_http_vetting_loc_conf_t *vlcf)
 {
     ngx_uint_t        i;
+    ngx_list_t        old;
     ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    ngx_table_elt_t  *h, *copy;
 
-    part = &r->headers_in.headers.part;
+    old = r->headers_in.headers;
+
+    if (ngx_list_init(&r->headers_in.headers, r->pool, 20,
+                      sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        r->headers_in.headers = old;
+        return NGX_ERROR;
+    }
+
+    part = &old.part;
     h = part->elts;
 
     for (i = 0; /* void */; i++) {
@@ -1582,27 +1599,19 @@ ngx_http_vetting_override(ngx_http_request_t *r, ngx_http_vetting_ctx_t *ctx,
             i = 0;
         }
 
-        if (!vetting_is_override_header(h[i].key.data, h[i].key.len)) {
+        if (vetting_is_override_header(h[i].key.data, h[i].key.len)) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "vetting: method override header \"%V\" removed",
+                          &h[i].key);
             continue;
         }
 
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "vetting: method override header \"%V\" removed",
-                      &h[i].key);
-
-        /* an ngx_list_t part is an array: close the gap */
-
-        ngx_memmove(&h[i], &h[i + 1],
-                    (part->nelts - i - 1) * sizeof(ngx_table_elt_t));
-        part->nelts--;
-
-        if (part == r->headers_in.headers.last
-            || part->nelts == 0)
-        {
-            /* an emptied part stays in the list with no elements */
+        copy = ngx_list_push(&r->headers_in.headers);
+        if (copy == NULL) {
+            return NGX_ERROR;
         }
 
-        i--;
+        *copy = h[i];
     }
 
     ctx->override_header = 0;

@@ -71,6 +71,7 @@ http {
         location /strip/r4 {
             vetting_endpoint fhir;
             vetting_method_override strip;
+            add_header X-Seen-UA $http_user_agent always;
             proxy_pass http://127.0.0.1:%%PORT:fhir%%;
         }
     }
@@ -289,6 +290,17 @@ is(scalar(grep { $_->[0] =~ /method/i } @{ $up->{header_list} }), 0,
 is($up->{headers}{'x-last'}, 'kept', 'strip all keeps the last');
 is($up->{headers}{accept}, $fhir, 'strip all keeps the first');
 push @passed, 'strip all';
+
+# the headers after a stripped one are still what nginx's pointers name
+
+$r = req('strip pointers', 'GET', '/strip/r4/Patient/m-1',
+    headers => ['X-HTTP-Method-Override' => 'DELETE',
+        'User-Agent' => 'ua-strip', 'X-After' => 'after']);
+is($r->header('X-Seen-UA'), 'ua-strip', 'strip keeps $http_user_agent');
+($up) = seen('strip pointers');
+is($up->{headers}{'user-agent'}, 'ua-strip', 'strip keeps user agent');
+is($up->{headers}{'x-after'}, 'after', 'strip keeps the header after');
+push @passed, 'strip pointers';
 
 for my $case (
     ['_method query', 'GET', '/fhir/r4/Patient/m-1?_method=DELETE'],
