@@ -86,6 +86,7 @@ static char *ngx_http_vetting_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_vetting_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_vetting_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
+static ngx_uint_t ngx_http_vetting_geo_probe(vetting_geo_t *geo);
 static void ngx_http_vetting_cleanup_geo(void *data);
 
 static char *ngx_http_vetting_zone(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -894,20 +895,53 @@ ngx_http_vetting_copy(ngx_http_request_t *r, ngx_str_t *dst, u_char *src,
 }
 
 
-/* authorization endpoint: the app as named by the query, not proven */
+/*
+ * Authorization endpoint: the app as named by the query, or by the form
+ * of a POST (OpenID Connect Core 3.1.2.1), which the server then reads
+ * instead of the query; not proven.
+ */
 
 static ngx_int_t
 ngx_http_vetting_identify_authorize(ngx_http_request_t *r,
     ngx_http_vetting_ctx_t *ctx)
 {
-    size_t  len;
-    char    app[VETTING_APP_MAX + 1];
+    size_t      len;
+    ngx_int_t   rc;
+    ngx_str_t   body, args;
+    char        app[VETTING_APP_MAX + 1];
 
-    if (r->args.len == 0) {
+    args = r->args;
+
+    if (r->method == NGX_HTTP_POST
+        && r->headers_in.content_type
+        && r->headers_in.content_type->value.len >= 33
+        && ngx_strncasecmp(r->headers_in.content_type->value.data,
+                           (u_char *) "application/x-www-form-urlencoded",
+                           33) == 0)
+    {
+        rc = ngx_http_vetting_read_body(r, ctx);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        rc = ngx_http_vetting_body(r, NGX_HTTP_VETTING_FORM_MAX, &body);
+
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (rc == NGX_OK
+            && vetting_form_has(body.data, body.len, "client_id"))
+        {
+            args = body;
+        }
+    }
+
+    if (args.len == 0) {
         return NGX_OK;
     }
 
-    if (vetting_form_get(r->args.data, r->args.len, "client_id", app,
+    if (vetting_form_get(args.data, args.len, "client_id", app,
                          sizeof(app), &len)
         != VETTING_OK
         || !vetting_client_id_valid((u_char *) app, len))
@@ -2080,11 +2114,13 @@ ngx_http_vetting_status(ngx_http_request_t *r, ngx_http_vetting_ctx_t *ctx)
     p = ngx_slprintf(p, last,
                      "{\"gateway\":\"%V\",\"redis\":\"%V\","
                      "\"synced\":%L,\"outbox\":%ui,\"outbox_lost\":%ui,"
+                     "\"refused_by_redis\":%ui,"
                      "\"passed\":%uA,\"refused\":%uA,\"suspended\":%uA,"
                      "\"suspensions\":[",
                      &vmcf->gateway, ngx_http_vetting_redis_state(),
                      shm->sh->synced, shm->sh->outbox_n,
-                     shm->sh->outbox_lost, shm->sh->passed,
+                     shm->sh->outbox_lost, shm->sh->refused_by_redis,
+                     shm->sh->passed,
                      shm->sh->refused, shm->sh->blocked);
 
     blk = blocks.elts;
@@ -2394,6 +2430,17 @@ ngx_http_vetting_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    text = vmcf->policy_rules.elts;
+
+    for (i = 0; vmcf->geo == NULL && i < vmcf->policy_rules.nelts; i++) {
+        if (text[i].len > 8 && ngx_strncmp(text[i].data, "country ", 8) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                               "rule \"%V\" counts nothing without "
+                               "\"vetting_geoip\"", &text[i]);
+        }
+    }
+
     /* the rules in force, recorded with every suspension */
 
     len = 0;
@@ -2470,6 +2517,7 @@ ngx_http_vetting_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     size_t                         len;
     ngx_str_t                     *op, *cc;
     ngx_uint_t                     i;
+    ngx_http_vetting_rule_t       *rule;
     ngx_http_core_loc_conf_t      *clcf;
     ngx_http_vetting_main_conf_t  *vmcf;
 
@@ -2543,6 +2591,34 @@ ngx_http_vetting_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->countries && conf->countries->nelts == 0) {
         conf->countries = NULL;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->name.len && conf->endpoint == NGX_HTTP_VETTING_OFF
+        && conf->rates && conf->rates != prev->rates)
+    {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "\"vetting_rate\" has no effect in location "
+                           "\"%V\" without \"vetting_endpoint\"",
+                           &clcf->name);
+    }
+
+    if (clcf->name.len && conf->endpoint != NGX_HTTP_VETTING_OFF
+        && conf->endpoint != NGX_HTTP_VETTING_STATUS
+        && conf->tenant.len == 0 && conf->rules)
+    {
+        rule = conf->rules->elts;
+
+        for (i = 0; i < conf->rules->nelts; i++) {
+            if (rule[i].tenant) {
+                ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                                   "rule \"%V\" counts per tenant, and "
+                                   "location \"%V\" has no "
+                                   "\"vetting_tenant\"",
+                                   &rule[i].text, &clcf->name);
+            }
+        }
     }
 
     /* the read operations as vetting_fhir_classify() takes them */
@@ -2993,6 +3069,13 @@ ngx_http_vetting_geoip(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     vmcf->geo_file = value[1];
 
+    if (pp && !ngx_http_vetting_geo_probe(vmcf->geo)) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "vetting_geoip \"%V\": no country at \"%V\" "
+                           "for 1.1.1.1, 8.8.8.8 or 2001:4860::1; is the "
+                           "path right?", &value[1], &value[2]);
+    }
+
     cln = ngx_pool_cleanup_add(cf->pool, 0);
     if (cln == NULL) {
         vetting_geo_close(vmcf->geo);
@@ -3009,6 +3092,46 @@ ngx_http_vetting_geoip(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                        vetting_geo_country_path(vmcf->geo));
 
     return NGX_CONF_OK;
+}
+
+
+/* whether well-known public addresses have a country in the database */
+
+static ngx_uint_t
+ngx_http_vetting_geo_probe(vetting_geo_t *geo)
+{
+    char                  cc[4];
+    ngx_uint_t            i;
+    struct sockaddr_in    sin;
+    struct sockaddr_in6   sin6;
+    static const char    *v4[] = { "1.1.1.1", "8.8.8.8" };
+
+    for (i = 0; i < 2; i++) {
+        ngx_memzero(&sin, sizeof(struct sockaddr_in));
+        sin.sin_family = AF_INET;
+        sin.sin_addr.s_addr = ngx_inet_addr((u_char *) v4[i],
+                                            ngx_strlen(v4[i]));
+
+        if (vetting_geo_lookup(geo, (struct sockaddr *) &sin, cc)
+            == VETTING_GEO_FOUND)
+        {
+            return 1;
+        }
+    }
+
+    ngx_memzero(&sin6, sizeof(struct sockaddr_in6));
+    sin6.sin6_family = AF_INET6;
+
+    if (ngx_inet6_addr((u_char *) "2001:4860::1", 12,
+                       sin6.sin6_addr.s6_addr)
+        == NGX_OK
+        && vetting_geo_lookup(geo, (struct sockaddr *) &sin6, cc)
+           == VETTING_GEO_FOUND)
+    {
+        return 1;
+    }
+
+    return 0;
 }
 
 
@@ -3204,7 +3327,7 @@ ngx_http_vetting_rate(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_int_t                 n;
     ngx_str_t                *value;
     ngx_uint_t                i;
-    ngx_http_vetting_rate_t  *rate;
+    ngx_http_vetting_rate_t  *rate, *other;
 
     value = cf->args->elts;
 
@@ -3333,6 +3456,21 @@ ngx_http_vetting_rate(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             if (*p == '/') {
                 *p = '-';
             }
+        }
+    }
+
+    /* two rates of a location may not share a bucket by name */
+
+    other = vlcf->rates->elts;
+
+    for (i = 0; i < vlcf->rates->nelts - 1; i++) {
+        if (other[i].id.len == rate->id.len
+            && ngx_strncmp(other[i].id.data, rate->id.data, rate->id.len)
+               == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate rate name \"%V\"", &rate->id);
+            return NGX_CONF_ERROR;
         }
     }
 

@@ -181,6 +181,7 @@ typedef struct {
     ngx_uint_t                   outbox_n;
     size_t                       outbox_size;
     ngx_uint_t                   outbox_lost;
+    ngx_uint_t                   refused_by_redis;
 
     ngx_queue_t                  dirty;        /* counters to sync */
 

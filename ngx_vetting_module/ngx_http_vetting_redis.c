@@ -2145,6 +2145,9 @@ ngx_http_vetting_redis_count_handler(redisReply *reply, void *data)
 
         /* a refusal does not change by sending the same again */
 
+        (void) ngx_atomic_fetch_add(
+                   (ngx_atomic_t *) &shm->sh->refused_by_redis, 1);
+
         ngx_http_vetting_counter_done(shm, f, 1, 0, ngx_http_vetting_now());
         ngx_free(f);
         return;
@@ -2239,6 +2242,11 @@ ngx_http_vetting_redis_outbox_handler(redisReply *reply, void *data)
                     && ngx_strncmp(reply->str, "LOADING", 7) == 0)))
         {
             done = 0;
+        }
+
+        if (done) {
+            (void) ngx_atomic_fetch_add(
+                       (ngx_atomic_t *) &shm->sh->refused_by_redis, 1);
         }
 
         ngx_http_vetting_outbox_done(shm, s, done);
