@@ -122,6 +122,31 @@ refused('', 'vetting_endpoint fhir; vetting_rate 10r/s per=member;',
 refused('', 'vetting_endpoint fhir; vetting_rate 10r/s name=a/b;',
         qr/invalid rate name "name=a\/b"/, 'bad rate name');
 
+refused('', 'vetting_endpoint fhir; vetting_rate 10r/s name=a; '
+        . 'vetting_rate 20r/s name=a;',
+        qr/duplicate rate name "a"/, 'two rates of one name');
+
+# settings that would do nothing pass, with a warning that says so
+
+sub warned {
+    my ($http, $location, $re, $name) = @_;
+
+    my ($rc, $out) = $t->nginx_t(conf($http, $location));
+
+    ok($rc == 0 && $out =~ /\[warn\].*$re/, $name) or diag("exit $rc: $out");
+}
+
+warned('', 'vetting_rate 10r/s;',
+       qr/"vetting_rate" has no effect in location "\/fhir\/r4" without/,
+       'rate without an endpoint');
+warned('vetting_rule write threshold=3 window=1h action=block scope=tenant;',
+       'vetting_endpoint fhir;',
+       qr/rule "write .*scope=tenant" counts per tenant, and location/,
+       'tenant rule without a tenant');
+warned('vetting_rule country threshold=3 window=1h action=block;', '',
+       qr/rule "country .*" counts nothing without "vetting_geoip"/,
+       'country rule without a database');
+
 # the rest
 
 refused('vetting_zone vetting;', '',
