@@ -39,11 +39,14 @@ FUZZ_RUNS    ?= 20000
 FUZZERS      := $(patsubst t/fuzz/%.c, $(BUILD)/fuzz/%, \
                 $(wildcard t/fuzz/fuzz_*.c))
 
+MODULES_DIR  ?= /usr/lib/nginx/modules
+RULES_DIR    ?= /etc/nginx/vetting
+
 PROVE_FLAGS  ?= -r
 TESTS        ?= t/
 
 .PHONY: all deps-build deps-test deps-run deps-bench module unit fuzz \
-        fuzz-long prove lint test run bench country-db clean
+        fuzz-long prove lint test run bench country-db install clean
 
 
 all: module
@@ -132,6 +135,15 @@ run: deps-run module country-db
 bench: deps-bench module country-db
 	VETTING_MODULE=$(MODULE) BENCH_GEOIP_DB=$(BUILD)/demo-country.mmdb \
 	    BENCH_DIR=$${BENCH_DIR:-$(BUILD)/bench} scripts/bench/run.sh
+
+# the module as a new file: a running nginx maps the old one
+install: module
+	install -d $(DESTDIR)$(MODULES_DIR) $(DESTDIR)$(RULES_DIR)
+	install -m 644 $(MODULE) \
+	    $(DESTDIR)$(MODULES_DIR)/.ngx_http_vetting_module.so.new
+	mv -f $(DESTDIR)$(MODULES_DIR)/.ngx_http_vetting_module.so.new \
+	    $(DESTDIR)$(MODULES_DIR)/ngx_http_vetting_module.so
+	install -m 644 lua-free-rules/*.conf $(DESTDIR)$(RULES_DIR)/
 
 clean:
 	rm -rf $(BUILD)
