@@ -6,9 +6,12 @@
 #   fhirserver.js      FHIR R4 Patient Access API      127.0.0.1:<free port>
 #   nginx + module     the gateway                     127.0.0.1:${PORT:-8080}
 #
-# then replays the demo traffic once, prints the gateway's decisions per app
-# and a curl walkthrough, and serves until Ctrl-C. Everything runs from a
-# temporary directory that is removed on exit.
+# then replays the demo traffic once, prints the gateway's decisions per app,
+# a curl walkthrough and the review command for its Redis, and serves until
+# Ctrl-C (or SIGTERM), which stops every process it started and exits 0.
+# Everything runs from a temporary directory that is removed on exit; the
+# state file $TMPDIR/vetting-demo-$PORT.state names it (dir=), the run's pid
+# (pid=) and its Redis port (redis_port=) while the demo runs.
 #
 # Environment:
 #   PORT=8080        the gateway's port
@@ -38,12 +41,15 @@ TMPROOT=${TMPDIR:-/tmp}
 STATE_FILE=$TMPROOT/vetting-demo-$PORT.state
 
 TMP=
+SERVING=0         # 1 once the demo serves: a stop asked for is a normal end
 declare -A PIDS=()
 ORDER=()          # start order; stopped in reverse
 
 
-say() { printf '[demo] %s\n' "$*"; }
-warn() { printf '[demo] %s\n' "$*" >&2; }
+# messages never fail the run: its output may be a pipe that is gone
+# (make run | tee log, and Ctrl-C stops tee too)
+say() { printf '[demo] %s\n' "$*" 2>/dev/null || true; }
+warn() { printf '[demo] %s\n' "$*" >&2 2>/dev/null || true; }
 
 
 # --- stopping ---------------------------------------------------------------
@@ -67,9 +73,14 @@ stop_pids() {
     done
 }
 
+# Stops what the run started and removes its files, whatever happens
+# meanwhile: output that cannot be written (SIGPIPE ignored, errors
+# ignored), a second Ctrl-C (ignored: the stop takes at most 5 s).
 cleanup() {
     local rc=$? i pids=() names=()
-    trap - INT TERM EXIT
+    set +e
+    trap '' PIPE INT TERM
+    trap - EXIT
     for ((i = ${#ORDER[@]} - 1; i >= 0; i--)); do
         if [ -n "${PIDS[${ORDER[i]}]:-}" ]; then
             pids+=("${PIDS[${ORDER[i]}]}")
@@ -79,15 +90,25 @@ cleanup() {
     if [ ${#pids[@]} -gt 0 ]; then
         say "stopping ${names[*]}"
         stop_pids "${pids[@]}"
-        wait 2>/dev/null || true
+        wait 2>/dev/null
     fi
     if [ -n "$TMP" ]; then
         rm -rf "$TMP"
         if [ "$(sed -n 's/^dir=//p' "$STATE_FILE" 2>/dev/null)" = "$TMP" ]; then
             rm -f "$STATE_FILE"
         fi
+        [ "$SERVING" = 1 ] && say "stopped; $TMP removed"
     fi
     exit "$rc"
+}
+
+# Ctrl-C or SIGTERM: while serving, the way to end the demo (exit 0, so
+# that make run ends without "Error 130"); before, the run is cut short
+stop_on_signal() {
+    if [ "$SERVING" = 1 ]; then
+        exit 0
+    fi
+    exit "$1"
 }
 
 # A run that was killed (kill -9, a closed terminal) leaves its servers
@@ -230,8 +251,10 @@ case $VETTING in
 esac
 
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'stop_on_signal 130' INT
+trap 'stop_on_signal 143' TERM
+# our output went away (make run | tee, tee gone): stop, cleanly
+trap 'exit 141' PIPE
 
 reap_stale
 if ! port_is_free "$PORT"; then
@@ -249,13 +272,16 @@ then
         || warn "could not fetch the country database; see above"
 fi
 
+ports=$(free_ports 3)
+read -r REDIS_PORT AS_PORT FHIR_PORT <<<"$ports"
+[ -n "$FHIR_PORT" ] || { warn "could not find free ports"; exit 1; }
+
 TMP=$(mktemp -d "$TMPROOT/vetting-demo.XXXXXX")
 # nginx workers run as nobody when started by root: they need to get in
 chmod 755 "$TMP"
-printf 'pid=%s\ndir=%s\n' "$$" "$TMP" >"$STATE_FILE"
+printf 'pid=%s\ndir=%s\nredis_port=%s\n' "$$" "$TMP" "$REDIS_PORT" >"$STATE_FILE"
 mkdir -p "$TMP/logs" "$TMP/pids" "$TMP/redis" "$TMP/nginx/logs" "$TMP/nginx/temp"
 
-read -r REDIS_PORT AS_PORT FHIR_PORT < <(free_ports 3)
 PUBLIC=http://127.0.0.1:$PORT
 NGX=$TMP/nginx
 
@@ -334,7 +360,14 @@ if [ "$ONCE" = 1 ]; then
     exit "$replay"
 fi
 
-node "$HERE/traffic.js" --base "$PUBLIC" --walkthrough
+# the review command, as the one running make run can type it
+REVIEW=$ROOT/scripts/vetting-review
+if [ "$(pwd)" = "$ROOT" ]; then
+    REVIEW=scripts/vetting-review
+fi
+
+node "$HERE/traffic.js" --base "$PUBLIC" --walkthrough \
+    --review "$REVIEW -p $REDIS_PORT"
 
 cat <<EOF
 
@@ -345,9 +378,13 @@ Replay:    node $HERE/traffic.js --base $PUBLIC \\
                --access-log $NGX/logs/access.jsonl \\
                --jwt-key $TMP/secrets/abroad-app.private.jwk.json
            (a second replay meets apps that are already suspended)
+Review:    $REVIEW -p $REDIS_PORT list
+           (show APP, reinstate APP --reviewer NAME, confirm, audit,
+           notifications: see "Reviewing suspensions" in README.md)
 
 Serving on $PUBLIC until Ctrl-C.
 EOF
+SERVING=1
 
 # serve; a server that dies takes the demo down
 while :; do

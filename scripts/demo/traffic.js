@@ -5,12 +5,14 @@
 //       [--access-log FILE] [--jwt-key FILE] [--vetting on|off] [--geoip on|off]
 //       [--only app,app]
 //   node scripts/demo/traffic.js --base http://127.0.0.1:8080 --walkthrough
+//       [--review 'scripts/vetting-review -p <redis port>']
 //
 // Every app runs the real SMART flow over HTTP: discovery, /oauth2/auth with
 // PKCE and state, the login redirects (with cookies), the code read from the
 // redirect's Location (the redirect_uri itself is never fetched), the token
 // exchange with the app's client authentication, FHIR calls and a refresh.
-// Without --access-log and --jwt-key it looks for a running run.sh's files.
+// Without --access-log and --jwt-key it looks for a running run.sh's files;
+// without --review, the walkthrough takes the Redis port from its state file.
 //
 // --vetting defaults to what the access log shows (no $vetting_* fields: off);
 // --geoip off makes the country expectations informational.
@@ -23,6 +25,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import * as jose from 'jose';
@@ -38,6 +41,7 @@ const { values: args } = parseArgs({
     geoip: { type: 'string', default: 'on' },
     only: { type: 'string' },
     walkthrough: { type: 'boolean', default: false },
+    review: { type: 'string' },
   },
 });
 
@@ -58,12 +62,24 @@ const b64url = (buf) => Buffer.from(buf).toString('base64url');
 const brief = (text) => text.replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim().slice(0, 60);
 const sleep = (ms) => new Promise((r) => { setTimeout(r, ms); });
 
-// run.sh leaves the path of its temporary directory here
-function runDir() {
+// run.sh leaves its temporary directory (dir=), its pid (pid=) and its Redis
+// port (redis_port=) here
+function runState(key) {
   const port = new URL(BASE).port || '80';
   const state = path.join(process.env.TMPDIR || tmpdir(), `vetting-demo-${port}.state`);
   if (!existsSync(state)) return undefined;
-  return readFileSync(state, 'utf8').match(/^dir=(.*)$/m)?.[1];
+  return readFileSync(state, 'utf8').match(new RegExp(`^${key}=(.*)$`, 'm'))?.[1];
+}
+
+const runDir = () => runState('dir');
+
+// the review command for the demo's Redis, as typed from the current directory
+function reviewCommand() {
+  if (args.review) return args.review;
+  const script = fileURLToPath(new URL('../vetting-review', import.meta.url));
+  const rel = path.relative(process.cwd(), script);
+  const cmd = rel.startsWith('..') ? script : rel;
+  return `${cmd} -p ${runState('redis_port') ?? '<redis port>'}`;
 }
 
 // --- HTTP, one app at a time -------------------------------------------------
@@ -231,6 +247,7 @@ async function clientAuth(app) {
 // The whole authorization: returns { ok, stage, status, error, token }.
 async function authorize(app, member) {
   const [redirectUri] = app.client.redirectUris(new URL(BASE).port);
+  const review = reviewCommand();
   const pkce = pkcePair();
   const state = b64url(randomBytes(16));
   const jar = new Map(); // a fresh browser for every member
@@ -579,6 +596,7 @@ async function walkthrough() {
   const r = await app.request('GET', `${FHIR}/.well-known/smart-configuration`);
   smart = r.data;
   const [redirectUri] = app.client.redirectUris(new URL(BASE).port);
+  const review = reviewCommand();
   const pkce = pkcePair();
   const url = authorizeUrl(app, 'm-00001', pkce, b64url(randomBytes(12)), redirectUri);
   const secrets = ['good-app', 'writer-app', 'burst-app', 'abroad-app', 'popular-app', 'demo-app', 'fhir-rs']
@@ -596,17 +614,29 @@ Walkthrough (details in scripts/demo/README.md)
 ${secrets.join('\n')}
 
   1. Authorize demo-app for member m-00001; open in a browser (shows the code), or follow the
-     redirects with curl until the callback:
+     redirects with curl to the callback (at most 10; an answer without a redirect stops it, e.g. the
+     403 of a suspended app, or 000 when the demo is down):
        u='${url}'
-       while [[ $u != ${redirectUri}* ]]; do u=$(curl -s -c /tmp/demo.jar -b /tmp/demo.jar -o /dev/null -w '%{redirect_url}' "$u"); echo "$u"; done
+       for i in 1 2 3 4 5 6 7 8 9 10; do
+         r=$(curl -s -c /tmp/demo.jar -b /tmp/demo.jar -o /dev/null -w '%{http_code} %{redirect_url}' "$u")
+         [ -n "\${r#* }" ] || { echo "stopped: HTTP \${r%% *} without a redirect"; break; }
+         u=\${r#* }; echo "$u"; [[ $u == ${redirectUri}* ]] && break
+       done
        code=\${u#*code=}; code=\${code%%&*}
-  2. Exchange the code within 60 s (the answer carries "patient": "m-00001"):
+  2. Exchange the code within 60 s; the answer carries "patient":"m-00001":
        tok=$(curl -s -u demo-app:demo-app-secret ${smart.token_endpoint} -d grant_type=authorization_code \\
          -d "code=$code" --data-urlencode redirect_uri=${redirectUri} -d code_verifier=${pkce.verifier}); echo "$tok"
        at=$(node -pe 'JSON.parse(process.argv[1]).access_token' "$tok")
-  3. Read:     curl -s -H "Authorization: Bearer $at" ${FHIR}/ExplanationOfBenefit?patient=m-00001
-  4. A write:  curl -si -X DELETE -H "Authorization: Bearer $at" ${FHIR}/ExplanationOfBenefit/eob-00001-1
-     (405 from the gateway; the third write suspends demo-app)`);
+  3. Read:     curl -s -H "Authorization: Bearer $at" '${FHIR}/ExplanationOfBenefit?patient=m-00001'
+  4. Write three times: 405 from the gateway each time, and the third suspends demo-app; its token
+     then gets 401:
+       for i in 1 2 3; do curl -s -o /dev/null -w 'DELETE: %{http_code}\\n' -X DELETE -H "Authorization: Bearer $at" ${FHIR}/ExplanationOfBenefit/eob-00001-1; done
+       curl -s -o /dev/null -w 'read: %{http_code}\\n' -H "Authorization: Bearer $at" ${FHIR}/Patient/m-00001
+  5. Review, as the security team does, and reinstate demo-app: the same token reads again (200):
+       ${review} list
+       ${review} show demo-app
+       ${review} reinstate demo-app --reviewer you --note "demo walkthrough"
+       curl -s -o /dev/null -w 'read: %{http_code}\\n' -H "Authorization: Bearer $at" ${FHIR}/Patient/m-00001`);
 }
 
 if (args.walkthrough) {
