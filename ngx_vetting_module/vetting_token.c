@@ -707,7 +707,28 @@ vetting_digest(const unsigned char *data, size_t len, unsigned char *out)
 {
     unsigned int  n;
 
-    if (EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) != 1
+    /*
+     * OpenSSL 3 looks the algorithm up on every EVP_sha256() digest, at
+     * more cost than hashing a token: it is fetched once, and the
+     * context reused (one per process; nginx workers are single
+     * threaded)
+     */
+
+    static EVP_MD      *md;
+    static EVP_MD_CTX  *ctx;
+
+    if (md == NULL) {
+        md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    }
+
+    if (ctx == NULL) {
+        ctx = EVP_MD_CTX_new();
+    }
+
+    if (md == NULL || ctx == NULL
+        || EVP_DigestInit_ex(ctx, md, NULL) != 1
+        || EVP_DigestUpdate(ctx, data, len) != 1
+        || EVP_DigestFinal_ex(ctx, out, &n) != 1
         || n != VETTING_DIGEST_LEN)
     {
         memset(out, 0, VETTING_DIGEST_LEN);

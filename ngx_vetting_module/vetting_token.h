@@ -105,6 +105,8 @@ int vetting_parse_lifetime(const unsigned char *p, size_t len,
  * SHA-256 of data; out must hold VETTING_DIGEST_LEN bytes.  Returns
  * VETTING_OK, or VETTING_ERROR (out zeroed) when libcrypto fails, which
  * it only does when memory is short: never use a failed digest as a key.
+ * It keeps one hashing context for the process: not for use by several
+ * threads at once.
  */
 int vetting_digest(const unsigned char *data, size_t len,
     unsigned char *out);
