@@ -45,8 +45,16 @@ static ngx_int_t ngx_http_vetting_identify_authorize(ngx_http_request_t *r,
     ngx_http_vetting_ctx_t *ctx);
 static ngx_int_t ngx_http_vetting_identify_token(ngx_http_request_t *r,
     ngx_http_vetting_ctx_t *ctx);
+static size_t ngx_http_vetting_base64_lenient(u_char *dst, u_char *src,
+    size_t len, ngx_uint_t url);
+static ngx_int_t ngx_http_vetting_basic_client(ngx_http_request_t *r,
+    ngx_str_t *value, char *out, size_t size, size_t *len);
+static ngx_int_t ngx_http_vetting_assertion_client(ngx_http_request_t *r,
+    u_char *jwt, size_t jwt_len, char *out, size_t size, size_t *len);
 static ngx_int_t ngx_http_vetting_identify_fhir(ngx_http_request_t *r,
     ngx_http_vetting_ctx_t *ctx, ngx_http_vetting_loc_conf_t *vlcf);
+static ngx_int_t ngx_http_vetting_form_token(ngx_http_request_t *r,
+    ngx_http_vetting_ctx_t *ctx, u_char *data, size_t len);
 static ngx_int_t ngx_http_vetting_lookup_token(ngx_http_request_t *r,
     ngx_http_vetting_ctx_t *ctx, u_char *digest);
 static ngx_int_t ngx_http_vetting_token_resume(ngx_http_request_t *r,
@@ -72,6 +80,7 @@ static ngx_int_t ngx_http_vetting_status(ngx_http_request_t *r,
     ngx_http_vetting_ctx_t *ctx);
 static ngx_int_t ngx_http_vetting_address(ngx_http_request_t *r,
     ngx_http_vetting_ctx_t *ctx);
+static ngx_int_t ngx_http_vetting_redact_request_line(ngx_http_request_t *r);
 static ngx_int_t ngx_http_vetting_copy(ngx_http_request_t *r,
     ngx_str_t *dst, u_char *src, size_t len);
 
@@ -628,7 +637,9 @@ ngx_http_vetting_run(ngx_http_request_t *r, ngx_http_vetting_ctx_t *ctx,
             return ngx_http_vetting_status(r, ctx);
         }
 
-        if (ngx_http_vetting_address(r, ctx) != NGX_OK) {
+        if (ngx_http_vetting_address(r, ctx) != NGX_OK
+            || ngx_http_vetting_redact_request_line(r) != NGX_OK)
+        {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
@@ -879,6 +890,54 @@ ngx_http_vetting_address(ngx_http_request_t *r, ngx_http_vetting_ctx_t *ctx)
 }
 
 
+/*
+ * The request line, which nginx appends to every error log line of the
+ * request and logs as $request, with the values of the query's secret
+ * parameters redacted, as in AuditEvents.  $args and $request_uri, what
+ * the upstream gets, stay as they were.
+ */
+
+static ngx_int_t
+ngx_http_vetting_redact_request_line(ngx_http_request_t *r)
+{
+    u_char  *p, *line, *args, *last;
+    size_t   len, size;
+
+    line = r->request_line.data;
+    last = line + r->request_line.len;
+    args = r->args.data;
+
+    if (r->args.len == 0 || args < line || args + r->args.len > last) {
+        return NGX_OK;
+    }
+
+    /* "name=" becomes "name=redacted": at most 4 bytes for 1 */
+
+    size = 4 * r->args.len + 16;
+
+    p = ngx_pnalloc(r->pool, (args - line) + size + (last - args));
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = vetting_redact_query(args, r->args.len, (char *) p + (args - line),
+                               size);
+
+    if (len == r->args.len && ngx_memcmp(p + (args - line), args, len) == 0) {
+        return NGX_OK;
+    }
+
+    ngx_memcpy(p, line, args - line);
+    ngx_memcpy(p + (args - line) + len, args + r->args.len,
+               last - args - r->args.len);
+
+    r->request_line.data = p;
+    r->request_line.len = (args - line) + len + (last - args - r->args.len);
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_vetting_copy(ngx_http_request_t *r, ngx_str_t *dst, u_char *src,
     size_t len)
@@ -987,6 +1046,28 @@ ngx_http_vetting_identify_token(ngx_http_request_t *r,
 
     ctx->learn = 1;
 
+    buf = ngx_pnalloc(r->pool, 8192);
+    if (buf == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* HTTP Basic first: it names the client however large the body */
+
+    len = 0;
+    h = r->headers_in.authorization;
+
+    if (h) {
+        rc = ngx_http_vetting_basic_client(r, &h->value, buf,
+                                           VETTING_APP_MAX + 1, &len);
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (rc == NGX_OK) {
+            ctx->basic = 1;
+        }
+    }
+
     rc = ngx_http_vetting_body(r, NGX_HTTP_VETTING_FORM_MAX, &body);
 
     if (rc == NGX_ERROR) {
@@ -994,41 +1075,40 @@ ngx_http_vetting_identify_token(ngx_http_request_t *r,
     }
 
     if (rc == NGX_DECLINED) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "vetting: token request body too large to read, "
-                      "client not identified");
-        return NGX_OK;
+
+        /*
+         * a token request is a small form: one too large to vet could
+         * hide the client and the grant of a suspended app
+         */
+
+        return ngx_http_vetting_refuse(r, ctx, NGX_HTTP_VETTING_R_BODY,
+                                       "body");
     }
 
-    buf = ngx_pnalloc(r->pool, 8192);
-    if (buf == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    len = 0;
-    h = r->headers_in.authorization;
-
-    if (h
-        && vetting_parse_basic_client(h->value.data, h->value.len, buf,
-                                      VETTING_APP_MAX + 1, &len)
-           == VETTING_OK)
-    {
-        ctx->basic = 1;
-
-    } else if (vetting_form_get(body.data, body.len, "client_id", buf,
-                                VETTING_APP_MAX + 1, &len)
-               != VETTING_OK)
+    if (!ctx->basic
+        && vetting_form_get(body.data, body.len, "client_id", buf,
+                            VETTING_APP_MAX + 1, &len)
+           != VETTING_OK)
     {
         len = 0;
 
         if (vetting_form_get(body.data, body.len, "client_assertion", buf,
                              8192, &len)
-            != VETTING_OK
-            || vetting_jwt_issuer((u_char *) buf, len, buf,
-                                  VETTING_APP_MAX + 1, &len)
-               != VETTING_OK)
+            != VETTING_OK)
         {
             len = 0;
+
+        } else {
+            rc = ngx_http_vetting_assertion_client(r, (u_char *) buf, len,
+                                                   buf, VETTING_APP_MAX + 1,
+                                                   &len);
+            if (rc == NGX_ERROR) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            if (rc != NGX_OK) {
+                len = 0;
+            }
         }
     }
 
@@ -1074,6 +1154,185 @@ ngx_http_vetting_identify_token(ngx_http_request_t *r,
 
 
 /*
+ * Base64 text as the lenient decoders of authorization servers read it
+ * (Node's Buffer in oidc-provider and jose, MIME decoders): bytes out of
+ * both alphabets skipped, either alphabet taken, "=" ending the data, a
+ * lone last character and leftover bits dropped.  Written to dst in the
+ * standard alphabet, or the URL-safe one; returns the length, at most
+ * len.  Such decoders read the same bytes as the strict parsers until
+ * they part, and what they name is proven only by the server's 200.
+ */
+
+static size_t
+ngx_http_vetting_base64_lenient(u_char *dst, u_char *src, size_t len,
+    ngx_uint_t url)
+{
+    u_char      *p, *q, *last, *alphabet, c;
+    size_t       n;
+    ngx_uint_t   v;
+
+    static u_char  std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                           "abcdefghijklmnopqrstuvwxyz0123456789+/";
+    static u_char  safe[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                            "abcdefghijklmnopqrstuvwxyz0123456789-_";
+
+    alphabet = url ? safe : std;
+    q = dst;
+    v = 0;
+
+    for (p = src, last = src + len; p < last && *p != '='; p++) {
+        c = *p;
+
+        if (c >= 'A' && c <= 'Z') {
+            v = c - 'A';
+
+        } else if (c >= 'a' && c <= 'z') {
+            v = c - 'a' + 26;
+
+        } else if (c >= '0' && c <= '9') {
+            v = c - '0' + 52;
+
+        } else if (c == '+' || c == '-') {
+            v = 62;
+
+        } else if (c == '/' || c == '_') {
+            v = 63;
+
+        } else {
+            continue;
+        }
+
+        *q++ = alphabet[v];
+    }
+
+    n = q - dst;
+
+    if (n % 4 == 1) {
+        n--;
+
+    } else if (n % 4) {
+        q[-1] = alphabet[v & (n % 4 == 2 ? 0x30 : 0x3c)];
+    }
+
+    return n;
+}
+
+
+/*
+ * The client of HTTP Basic credentials, as vetting_parse_basic_client()
+ * reads them, or else as lenient base64 decoders do.  NGX_DECLINED: no
+ * client found.
+ */
+
+static ngx_int_t
+ngx_http_vetting_basic_client(ngx_http_request_t *r, ngx_str_t *value,
+    char *out, size_t size, size_t *len)
+{
+    u_char  *p, *last, *clean;
+    size_t   n;
+
+    switch (vetting_parse_basic_client(value->data, value->len, out, size,
+                                       len))
+    {
+    case VETTING_OK:
+        return NGX_OK;
+
+    case VETTING_DECLINED:
+        return NGX_DECLINED;
+
+    default:
+        break;
+    }
+
+    p = value->data;
+    last = p + value->len;
+
+    while (p < last && *p == ' ') {
+        p++;
+    }
+
+    if (last - p < 6 || ngx_strncasecmp(p, (u_char *) "Basic ", 6) != 0) {
+        return NGX_DECLINED;
+    }
+
+    clean = ngx_pnalloc(r->pool, last - p);
+    if (clean == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = ngx_http_vetting_base64_lenient(ngx_cpymem(clean, "Basic ", 6),
+                                        p + 6, last - p - 6, 0);
+
+    if (vetting_parse_basic_client(clean, 6 + n, out, size, len)
+        != VETTING_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The issuer of a client assertion, as vetting_jwt_issuer() reads it,
+ * or else with its three parts read as lenient decoders do (the server
+ * checks the signature over the parts as sent).  jwt may be out.
+ */
+
+static ngx_int_t
+ngx_http_vetting_assertion_client(ngx_http_request_t *r, u_char *jwt,
+    size_t jwt_len, char *out, size_t size, size_t *len)
+{
+    u_char      *p, *q, *last, *dot, *copy, *clean;
+    ngx_uint_t   i;
+
+    /* out may be jwt, and a parse that fails writes into out */
+
+    copy = ngx_pnalloc(r->pool, 2 * jwt_len);
+    if (copy == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(copy, jwt, jwt_len);
+    clean = copy + jwt_len;
+
+    if (vetting_jwt_issuer(copy, jwt_len, out, size, len) == VETTING_OK) {
+        return NGX_OK;
+    }
+
+    p = copy;
+    last = copy + jwt_len;
+    q = clean;
+
+    for (i = 0; i < 3; i++) {
+        dot = ngx_strlchr(p, last, '.');
+
+        if ((i < 2 && dot == NULL) || (i == 2 && dot != NULL)) {
+            return NGX_DECLINED;
+        }
+
+        if (dot == NULL) {
+            dot = last;
+        }
+
+        q += ngx_http_vetting_base64_lenient(q, p, dot - p, 1);
+
+        if (i < 2) {
+            *q++ = '.';
+        }
+
+        p = dot + 1;
+    }
+
+    if (vetting_jwt_issuer(clean, q - clean, out, size, len) != VETTING_OK) {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
  * FHIR API: what the request does, and who stands behind its Bearer
  * token.  The token is looked up in the zone here and in Redis in the
  * next step.
@@ -1109,6 +1368,28 @@ ngx_http_vetting_identify_fhir(ngx_http_request_t *r,
         vetting_fhir_classify((char *) r->method_name.data,
                               r->method_name.len, path, len, r->args.data,
                               r->args.len, (char *) vlcf->reads, &ctx->fhir);
+
+        /*
+         * "_getpages" in the query makes a POST to the base a paging
+         * continuation, which has no body or a form: any other body
+         * is a Bundle, a batch or a transaction, whatever the query
+         */
+
+        if (r->method == NGX_HTTP_POST
+            && ctx->fhir.interaction == VETTING_FHIR_SEARCH_SYSTEM
+            && (len == 0 || (len == 1 && path[0] == '/'))
+            && (r->headers_in.content_length_n > 0 || r->headers_in.chunked)
+            && !(r->headers_in.content_type
+                 && r->headers_in.content_type->value.len >= 33
+                 && ngx_strncasecmp(r->headers_in.content_type->value.data,
+                                    (u_char *)
+                                    "application/x-www-form-urlencoded",
+                                    33) == 0))
+        {
+            ctx->fhir.interaction = VETTING_FHIR_BATCH;
+            ctx->fhir.write = 1;
+            ctx->fhir.needs_body = 1;
+        }
 
         if (r->args.len
             && vetting_form_has(r->args.data, r->args.len, "_method"))
@@ -1163,6 +1444,13 @@ ngx_http_vetting_identify_fhir(ngx_http_request_t *r,
 
             ctx->has_token = 1;
             ctx->token_seen = 1;
+
+        } else if (r->args.len) {
+            rc = ngx_http_vetting_form_token(r, ctx, r->args.data,
+                                             r->args.len);
+            if (rc != NGX_OK) {
+                return rc;
+            }
         }
     }
 
@@ -1209,6 +1497,13 @@ ngx_http_vetting_identify_fhir(ngx_http_request_t *r,
         ctx->override = 1;
     }
 
+    if (form && r->headers_in.authorization == NULL && !ctx->token_seen) {
+        rc = ngx_http_vetting_form_token(r, ctx, body.data, body.len);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
     if (!ctx->fhir.needs_body) {
         return NGX_OK;
     }
@@ -1225,6 +1520,48 @@ ngx_http_vetting_identify_fhir(ngx_http_request_t *r,
     {
         ctx->fhir.write = 0;
     }
+
+    return NGX_OK;
+}
+
+
+/*
+ * RFC 6750 2.2 and 2.3: without an Authorization header, the token may
+ * be the "access_token" parameter of the query or of a form body, and a
+ * FHIR server may take it from there.
+ */
+
+static ngx_int_t
+ngx_http_vetting_form_token(ngx_http_request_t *r,
+    ngx_http_vetting_ctx_t *ctx, u_char *data, size_t len)
+{
+    char    *buf;
+    size_t   n;
+
+    if (!vetting_form_has(data, len, "access_token")) {
+        return NGX_OK;
+    }
+
+    buf = ngx_pnalloc(r->pool, VETTING_AUTH_MAX + 1);
+    if (buf == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (vetting_form_get(data, len, "access_token", buf, VETTING_AUTH_MAX + 1,
+                         &n)
+        != VETTING_OK
+        || n == 0)
+    {
+        return ngx_http_vetting_refuse(r, ctx, NGX_HTTP_VETTING_R_TOKEN,
+                                       "credentials");
+    }
+
+    if (vetting_digest((u_char *) buf, n, ctx->digest) != VETTING_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->has_token = 1;
+    ctx->token_seen = 1;
 
     return NGX_OK;
 }
@@ -1862,6 +2199,13 @@ ngx_http_vetting_refuse(ngx_http_request_t *r, ngx_http_vetting_ctx_t *ctx,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
+        break;
+
+    case NGX_HTTP_VETTING_R_BODY:
+        status = NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+        code = "too-costly";
+        error = "invalid_request";
+        ngx_str_set(&desc, "the request body is too large to vet");
         break;
 
     default: /* NGX_HTTP_VETTING_R_UNAVAILABLE */

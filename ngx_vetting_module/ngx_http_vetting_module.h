@@ -178,6 +178,7 @@ typedef struct {
     ngx_uint_t                   nblocks;
 
     ngx_queue_t                  outbox;
+    ngx_queue_t                  outbox_kinds[4];   /* by OUT_* kind */
     ngx_uint_t                   outbox_n;
     size_t                       outbox_size;
     ngx_uint_t                   outbox_lost;

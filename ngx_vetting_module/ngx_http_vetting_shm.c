@@ -25,6 +25,9 @@
 /* the largest lease asked for at once */
 #define NGX_HTTP_VETTING_LEASE_MAX     256
 
+/* nodes of the LRU queue one pass of eviction looks at, at most */
+#define NGX_HTTP_VETTING_EXPIRE_SCAN   1024
+
 /* the outbox may take at most this part of the zone (1/n) */
 #define NGX_HTTP_VETTING_OUTBOX_SHARE  4
 
@@ -92,6 +95,7 @@ typedef struct {
 
 typedef struct {
     ngx_queue_t                  queue;
+    ngx_queue_t                  kind_queue;  /* of the same kind */
     uint64_t                     id;
     int64_t                      until;       /* in flight until, ms */
     ngx_uint_t                   attempts;
@@ -143,6 +147,7 @@ ngx_http_vetting_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_vetting_shm_t  *oshm = data;
 
     size_t                   len;
+    ngx_uint_t               i;
     ngx_http_vetting_shm_t  *shm;
 
     shm = shm_zone->data;
@@ -180,6 +185,10 @@ ngx_http_vetting_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     ngx_queue_init(&shm->sh->outbox);
     ngx_queue_init(&shm->sh->dirty);
+
+    for (i = 0; i < 4; i++) {
+        ngx_queue_init(&shm->sh->outbox_kinds[i]);
+    }
 
     /* event ids are "<boot>-<seq>": boot tells zones apart */
 
@@ -368,42 +377,65 @@ ngx_http_vetting_alloc(ngx_http_vetting_shm_t *shm, size_t size,
 
 /*
  * Frees up to n nodes from the tail of the LRU queue: expired ones, or,
- * with force, any but counters still waiting to reach Redis.
+ * with force, live ones too.  What only the zone knows of an app goes
+ * last, so that a flood of new subjects cannot push it out: learned
+ * credentials are freed only when nothing else near the tail can be,
+ * and an app's counts not yet sent to Redis never.  At most
+ * NGX_HTTP_VETTING_EXPIRE_SCAN nodes are looked at in a pass.
  */
 
 static void
 ngx_http_vetting_expire(ngx_http_vetting_shm_t *shm, int64_t now,
     ngx_uint_t n, ngx_uint_t force)
 {
+    ngx_uint_t                        pass, scan;
     ngx_queue_t                      *q, *prev;
     ngx_http_vetting_node_t          *vn;
+    ngx_http_vetting_token_node_t    *tn;
     ngx_http_vetting_counter_node_t  *cn;
 
-    for (q = ngx_queue_last(&shm->sh->lru);
-         q != ngx_queue_sentinel(&shm->sh->lru) && n;
-         q = prev)
-    {
-        prev = ngx_queue_prev(q);
+    for (pass = 0; pass < (force ? 2 : 1) && n; pass++) {
 
-        vn = ngx_queue_data(q, ngx_http_vetting_node_t, queue);
+        scan = 0;
 
-        if (vn->expires == 0 || vn->expires > now) {
+        for (q = ngx_queue_last(&shm->sh->lru);
+             q != ngx_queue_sentinel(&shm->sh->lru)
+             && n && scan++ < NGX_HTTP_VETTING_EXPIRE_SCAN;
+             q = prev)
+        {
+            prev = ngx_queue_prev(q);
 
-            if (!force) {
-                continue;
-            }
+            vn = ngx_queue_data(q, ngx_http_vetting_node_t, queue);
 
-            if (vn->type == NGX_HTTP_VETTING_NODE_COUNTER) {
-                cn = ngx_http_vetting_value(vn);
+            if (vn->expires == 0 || vn->expires > now) {
 
-                if (cn->is_dirty) {
+                if (!force) {
                     continue;
                 }
-            }
-        }
 
-        ngx_http_vetting_delete(shm, vn);
-        n--;
+                if (vn->type == NGX_HTTP_VETTING_NODE_COUNTER) {
+                    cn = ngx_http_vetting_value(vn);
+
+                    if (cn->is_dirty
+                        && ngx_http_vetting_key(vn)[1]
+                           == NGX_HTTP_VETTING_BY_APP)
+                    {
+                        continue;
+                    }
+                }
+
+                if (vn->type == NGX_HTTP_VETTING_NODE_TOKEN && pass == 0) {
+                    tn = ngx_http_vetting_value(vn);
+
+                    if (tn->kind != NGX_HTTP_VETTING_UNKNOWN) {
+                        continue;
+                    }
+                }
+            }
+
+            ngx_http_vetting_delete(shm, vn);
+            n--;
+        }
     }
 }
 
@@ -1507,36 +1539,85 @@ done:
 
 /* the outbox */
 
+/*
+ * What a full outbox drops first, oldest first within a kind: copies
+ * of AuditEvents (the audit log keeps them), then learned credentials,
+ * then member authorizations, suspensions last; indexed by OUT_* kind.
+ */
+
+static ngx_uint_t  ngx_http_vetting_outbox_rank[] = {
+    1,      /* NGX_HTTP_VETTING_OUT_PLAIN */
+    3,      /* NGX_HTTP_VETTING_OUT_BLOCK */
+    2,      /* NGX_HTTP_VETTING_OUT_MEMBERS */
+    0       /* NGX_HTTP_VETTING_OUT_AUDIT */
+};
+
+
+/* per worker: the second a drop was last logged */
+static time_t  ngx_http_vetting_outbox_logged;
+
+
 ngx_int_t
 ngx_http_vetting_outbox_put(ngx_http_vetting_shm_t *shm, ngx_uint_t kind,
     u_char *cmd, size_t len, ngx_log_t *log)
 {
     size_t                     limit;
+    ngx_uint_t                 i, k, dropped, lost;
     ngx_queue_t               *q;
     ngx_http_vetting_entry_t  *e, *old;
 
     limit = (shm->shpool->end - (u_char *) shm->shpool)
             / NGX_HTTP_VETTING_OUTBOX_SHARE;
 
+    e = NULL;
+    dropped = 0;
+
     ngx_shmtx_lock(&shm->shpool->mutex);
 
-    /* past its share of the zone the outbox drops its oldest entries */
+    /*
+     * past its share of the zone the outbox drops the oldest entry of
+     * the kind worth least, or the new one when all kept are worth more
+     */
 
     while (shm->sh->outbox_size + len > limit
            && !ngx_queue_empty(&shm->sh->outbox))
     {
-        q = ngx_queue_head(&shm->sh->outbox);
-        old = ngx_queue_data(q, ngx_http_vetting_entry_t, queue);
+        old = NULL;
 
-        ngx_queue_remove(q);
+        for (i = 0; i < 4; i++) {
+            if (ngx_queue_empty(&shm->sh->outbox_kinds[i])) {
+                continue;
+            }
+
+            q = ngx_queue_head(&shm->sh->outbox_kinds[i]);
+            e = ngx_queue_data(q, ngx_http_vetting_entry_t, kind_queue);
+
+            if (old == NULL
+                || ngx_http_vetting_outbox_rank[i]
+                   < ngx_http_vetting_outbox_rank[old->kind])
+            {
+                old = e;
+            }
+        }
+
+        e = NULL;
+        k = old->kind;
+
+        if (ngx_http_vetting_outbox_rank[k]
+            > ngx_http_vetting_outbox_rank[kind])
+        {
+            shm->sh->outbox_lost++;
+            dropped++;
+            goto done;
+        }
+
+        ngx_queue_remove(&old->queue);
+        ngx_queue_remove(&old->kind_queue);
         shm->sh->outbox_n--;
         shm->sh->outbox_size -= old->len;
         shm->sh->outbox_lost++;
+        dropped++;
         ngx_slab_free_locked(shm->shpool, old);
-
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "vetting outbox full, oldest event dropped "
-                      "(%ui dropped so far)", shm->sh->outbox_lost);
     }
 
     e = ngx_http_vetting_alloc(shm,
@@ -1544,12 +1625,8 @@ ngx_http_vetting_outbox_put(ngx_http_vetting_shm_t *shm, ngx_uint_t kind,
                                ngx_http_vetting_now());
     if (e == NULL) {
         shm->sh->outbox_lost++;
-        ngx_shmtx_unlock(&shm->shpool->mutex);
-
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "vetting outbox: no memory, event dropped%s",
-                      shm->shpool->log_ctx);
-        return NGX_ERROR;
+        dropped++;
+        goto done;
     }
 
     e->id = ++shm->sh->seq;
@@ -1560,12 +1637,27 @@ ngx_http_vetting_outbox_put(ngx_http_vetting_shm_t *shm, ngx_uint_t kind,
     ngx_memcpy(e->data, cmd, len);
 
     ngx_queue_insert_tail(&shm->sh->outbox, &e->queue);
+    ngx_queue_insert_tail(&shm->sh->outbox_kinds[kind], &e->kind_queue);
     shm->sh->outbox_n++;
     shm->sh->outbox_size += len;
 
+done:
+
+    lost = shm->sh->outbox_lost;
+
     ngx_shmtx_unlock(&shm->shpool->mutex);
 
-    return NGX_OK;
+    /* a flood of events must not flood the log: a line a second */
+
+    if (dropped && ngx_http_vetting_outbox_logged != ngx_time()) {
+        ngx_http_vetting_outbox_logged = ngx_time();
+
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "vetting outbox full%s, events dropped "
+                      "(%ui so far)", shm->shpool->log_ctx, lost);
+    }
+
+    return e ? NGX_OK : NGX_ERROR;
 }
 
 
@@ -1646,6 +1738,7 @@ ngx_http_vetting_outbox_done(ngx_http_vetting_shm_t *shm,
 
         if (done) {
             ngx_queue_remove(&e->queue);
+            ngx_queue_remove(&e->kind_queue);
             shm->sh->outbox_n--;
             shm->sh->outbox_size -= e->len;
             ngx_slab_free_locked(shm->shpool, e);

@@ -262,6 +262,9 @@ static const char  *vetting_secret_names[] = {
     "token",
     "jwt",
     "assertion",
+    "id_token_hint",
+    "login_hint",
+    "request",
     NULL
 };
 

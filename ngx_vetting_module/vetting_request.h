@@ -177,7 +177,8 @@ int vetting_bundle_reads_only(const unsigned char *body, size_t len,
  * Copies a query string into out with the values of parameters that may
  * carry secrets replaced by "redacted": access_token, refresh_token,
  * id_token, code, code_verifier, client_secret, client_assertion,
- * password, token, jwt, assertion, and any name ending in "_token" or
+ * password, token, jwt, assertion, id_token_hint, login_hint (member
+ * data), request (a request object), and any name ending in "_token" or
  * "secret".  Output is truncated to size - 1 bytes and NUL-terminated.
  * Returns the output length.
  */

@@ -77,8 +77,7 @@ my $malformed = 'vetting refused request: rule "credentials", status 400, '
     . 'app "" (unidentified), member "": malformed Authorization header';
 my $unnamed = 'vetting: token issued to a client the request did not '
     . 'name, not learned';
-my $too_large = 'vetting: token request body too large to read, client '
-    . 'not identified';
+my $too_large = 'vetting refused request: rule "body", status 413';
 
 # a request and the error log lines it caused
 
@@ -200,10 +199,6 @@ is((grep { ($_->{headers}{'x-test-id'} // '') eq 'get-body' }
 my $jwt_head = b64url('{"alg":"RS384"}');
 
 for my $case (
-    ['huge', form_encode(grant_type => 'authorization_code',
-        code => 'c-huge', client_id => 'app-huge',
-        padding => 'x' x 70000),
-        qr/\[info\].*\Q$too_large\E/],
     ['json', '{"grant_type":"authorization_code","code":"c-json",'
         . '"client_id":"app-json"}'],
     ['client_id twice', 'grant_type=authorization_code&code=c-twice'
@@ -266,6 +261,20 @@ for my $case (
         "$name token not learned");
     is(scalar(grep { $_ =~ $re } @log), 1, "$name logged") if $re;
 }
+
+# a token request too large to vet is refused: it could hide a client
+
+($r, @log) = send_logged(Test::Vetting::HTTP::request('POST', '/token',
+    headers => ['Content-Type' => 'application/x-www-form-urlencoded',
+        'X-Test-Id' => 'tok-huge'],
+    body => form_encode(grant_type => 'authorization_code',
+        code => 'c-huge', client_id => 'app-huge', padding => 'x' x 70000)));
+
+is($r->status, 413, 'huge token request refused');
+is($r->json->{error}, 'invalid_request', 'huge token request error');
+ok(!(grep { ($_->{headers}{'x-test-id'} // '') eq 'tok-huge' }
+    $t->upstream_requests('as')), 'huge token request not passed on');
+is(scalar(grep { /\Q$too_large\E/ } @log), 1, 'huge token request logged');
 
 # a body in a temporary file is read
 
