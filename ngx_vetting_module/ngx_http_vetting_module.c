@@ -680,7 +680,7 @@ ngx_http_vetting_run(ngx_http_request_t *r, ngx_http_vetting_ctx_t *ctx,
 
             rc = ngx_http_vetting_redis_call(r, ctx,
                                              ngx_http_vetting_sync_resume,
-                                             0, 0, NULL, NULL);
+                                             0, NULL);
             if (rc == NGX_AGAIN) {
                 return rc;
             }
@@ -1576,11 +1576,10 @@ static ngx_int_t
 ngx_http_vetting_lookup_token(ngx_http_request_t *r,
     ngx_http_vetting_ctx_t *ctx, u_char *digest)
 {
-    u_char                        *p;
-    size_t                         lens[2];
+    u_char                         hex[2 * VETTING_DIGEST_LEN];
     ngx_int_t                      rc;
     ngx_uint_t                     grant;
-    const char                    *argv[2];
+    ngx_http_vetting_cmd_t         cmd;
     ngx_http_vetting_shm_t        *shm;
     ngx_http_vetting_token_t       tok;
     ngx_http_vetting_main_conf_t  *vmcf;
@@ -1628,23 +1627,15 @@ ngx_http_vetting_lookup_token(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    p = ngx_pnalloc(r->pool, vmcf->redis_prefix.len + 4
-                             + 2 * VETTING_DIGEST_LEN);
-    if (p == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    vetting_digest_hex(digest, hex);
 
-    argv[0] = "GET";
-    lens[0] = 3;
-    argv[1] = (char *) p;
-
-    p = ngx_cpymem(p, vmcf->redis_prefix.data, vmcf->redis_prefix.len);
-    p = ngx_cpymem(p, "tok:", 4);
-    vetting_digest_hex(digest, p);
-    lens[1] = p + 2 * VETTING_DIGEST_LEN - (u_char *) argv[1];
+    ngx_http_vetting_cmd_init(&cmd);
+    ngx_http_vetting_cmd_literal(&cmd, "GET");
+    ngx_http_vetting_cmd_printf(&cmd, "%Vtok:%*s", &vmcf->redis_prefix,
+                                sizeof(hex), hex);
 
     rc = ngx_http_vetting_redis_call(r, ctx, ngx_http_vetting_token_resume,
-                                     grant, 2, argv, lens);
+                                     grant, &cmd);
 
     if (rc == NGX_AGAIN) {
         return NGX_AGAIN;

@@ -81,8 +81,9 @@
 #define NGX_HTTP_VETTING_RESPONSE_MAX  1048576
 #define NGX_HTTP_VETTING_DEPTH_MAX     64
 
-/* room for the arguments of one Redis command built on the stack */
-#define NGX_HTTP_VETTING_CMD_MAX       1024
+/* a Redis command built on the stack: arguments, and room for them */
+#define NGX_HTTP_VETTING_ARGS_MAX      24
+#define NGX_HTTP_VETTING_CMD_MAX       2048
 
 /* what an outbox entry is, for the handling of its reply */
 #define NGX_HTTP_VETTING_OUT_PLAIN     0
@@ -238,6 +239,21 @@ typedef struct {
     vetting_bucket_state_t       state;
     uint64_t                     want;         /* lease to ask for */
 } ngx_http_vetting_take_t;
+
+
+/*
+ * A Redis command being put together: each argument points into buf, or
+ * at data that lives until the command is formatted.  An argument that
+ * does not fit marks the whole command overflowed.
+ */
+typedef struct {
+    int                          argc;
+    const char                  *argv[NGX_HTTP_VETTING_ARGS_MAX];
+    size_t                       lens[NGX_HTTP_VETTING_ARGS_MAX];
+    u_char                      *pos;
+    unsigned                     overflow:1;
+    u_char                       buf[NGX_HTTP_VETTING_CMD_MAX];
+} ngx_http_vetting_cmd_t;
 
 
 /* a batch of counted events on its way to Redis */
@@ -434,11 +450,21 @@ ngx_str_t *ngx_http_vetting_redis_state(void);
 ngx_int_t ngx_http_vetting_redis_synced(void);
 ngx_int_t ngx_http_vetting_redis_call(ngx_http_request_t *r,
     ngx_http_vetting_ctx_t *ctx, ngx_http_vetting_resume_pt resume,
-    ngx_uint_t index, int argc, const char **argv, const size_t *lens);
-ngx_int_t ngx_http_vetting_redis_send(int argc, const char **argv,
-    const size_t *lens, ngx_http_vetting_redis_handler_pt handler,
-    void *data);
+    ngx_uint_t index, ngx_http_vetting_cmd_t *cmd);
+ngx_int_t ngx_http_vetting_redis_send(ngx_http_vetting_cmd_t *cmd,
+    ngx_http_vetting_redis_handler_pt handler, void *data);
+void ngx_http_vetting_cmd_init(ngx_http_vetting_cmd_t *cmd);
+void ngx_http_vetting_cmd_arg(ngx_http_vetting_cmd_t *cmd, const void *data,
+    size_t len);
+void ngx_http_vetting_cmd_printf(ngx_http_vetting_cmd_t *cmd,
+    const char *fmt, ...);
 void ngx_http_vetting_redis_kick(void);
+
+#define ngx_http_vetting_cmd_literal(cmd, s)                                 \
+    ngx_http_vetting_cmd_arg(cmd, s, sizeof(s) - 1)
+#define ngx_http_vetting_cmd_str(cmd, s)                                     \
+    ngx_http_vetting_cmd_arg(cmd, (s)->data, (s)->len)
+
 void ngx_http_vetting_redis_token(u_char *digest,
     ngx_http_vetting_token_t *tok, ngx_log_t *log);
 void ngx_http_vetting_redis_block(ngx_http_vetting_main_conf_t *vmcf,

@@ -80,8 +80,8 @@ static ngx_int_t ngx_http_vetting_redis_append(ngx_http_vetting_redis_t *rd,
     u_char *data, size_t len, ngx_http_vetting_redis_handler_pt handler,
     void *hdata);
 static ngx_int_t ngx_http_vetting_redis_argv(ngx_http_vetting_redis_t *rd,
-    int argc, const char **argv, const size_t *lens,
-    ngx_http_vetting_redis_handler_pt handler, void *data);
+    ngx_http_vetting_cmd_t *cmd, ngx_http_vetting_redis_handler_pt handler,
+    void *data);
 static void ngx_http_vetting_redis_handshake(ngx_http_vetting_redis_t *rd);
 static void ngx_http_vetting_redis_auth_handler(redisReply *reply,
     void *data);
@@ -107,8 +107,14 @@ static void ngx_http_vetting_redis_outbox_handler(redisReply *reply,
 static ngx_int_t ngx_http_vetting_redis_missing_function(redisReply *reply);
 static void ngx_http_vetting_waiter_handler(redisReply *reply, void *data);
 static void ngx_http_vetting_waiter_cleanup(void *data);
-static ngx_int_t ngx_http_vetting_redis_put(ngx_uint_t kind, int argc,
-    const char **argv, const size_t *lens, ngx_log_t *log);
+static ngx_int_t ngx_http_vetting_redis_put(ngx_uint_t kind,
+    ngx_http_vetting_cmd_t *cmd, ngx_log_t *log);
+static void ngx_http_vetting_redis_block_args(ngx_http_vetting_cmd_t *cmd,
+    ngx_str_t *app, ngx_str_t *scope, ngx_str_t *rule, ngx_str_t *event,
+    uint64_t count, uint64_t threshold, uint64_t window,
+    ngx_str_t *evidence);
+static void ngx_http_vetting_redis_suspension_keys(
+    ngx_http_vetting_cmd_t *cmd, ngx_str_t *app, ngx_str_t *scope);
 
 
 static const char  ngx_http_vetting_library[] = NGX_HTTP_VETTING_LUA;
@@ -325,86 +331,65 @@ ngx_http_vetting_redis_connect(ngx_http_vetting_redis_t *rd)
 static void
 ngx_http_vetting_redis_handshake(ngx_http_vetting_redis_t *rd)
 {
-    u_char                         name[128], *p;
-    size_t                         lens[4];
-    const char                    *argv[4];
+    ngx_http_vetting_cmd_t         cmd;
     ngx_http_vetting_main_conf_t  *vmcf;
 
     vmcf = ngx_http_vetting_vmcf;
 
     if (vmcf->redis_password.len) {
-        argv[0] = "AUTH";
-        lens[0] = 4;
+        ngx_http_vetting_cmd_init(&cmd);
+        ngx_http_vetting_cmd_literal(&cmd, "AUTH");
 
         if (vmcf->redis_user.len) {
-            argv[1] = (char *) vmcf->redis_user.data;
-            lens[1] = vmcf->redis_user.len;
-            argv[2] = (char *) vmcf->redis_password.data;
-            lens[2] = vmcf->redis_password.len;
-
-        } else {
-            argv[1] = (char *) vmcf->redis_password.data;
-            lens[1] = vmcf->redis_password.len;
+            ngx_http_vetting_cmd_str(&cmd, &vmcf->redis_user);
         }
 
-        (void) ngx_http_vetting_redis_argv(rd, vmcf->redis_user.len ? 3 : 2,
-                                           argv, lens,
+        ngx_http_vetting_cmd_str(&cmd, &vmcf->redis_password);
+
+        (void) ngx_http_vetting_redis_argv(rd, &cmd,
                                            ngx_http_vetting_redis_auth_handler,
                                            rd);
     }
 
     if (vmcf->redis_db && !rd->subscriber) {
-        p = ngx_sprintf(name, "%i", vmcf->redis_db);
+        ngx_http_vetting_cmd_init(&cmd);
+        ngx_http_vetting_cmd_literal(&cmd, "SELECT");
+        ngx_http_vetting_cmd_printf(&cmd, "%i", vmcf->redis_db);
 
-        argv[0] = "SELECT";
-        lens[0] = 6;
-        argv[1] = (char *) name;
-        lens[1] = p - name;
-
-        (void) ngx_http_vetting_redis_argv(rd, 2, argv, lens,
+        (void) ngx_http_vetting_redis_argv(rd, &cmd,
                                            ngx_http_vetting_redis_ok_handler,
                                            (void *) "SELECT");
     }
 
-    p = ngx_snprintf(name, sizeof(name), "vetting-%P-%s", ngx_pid,
-                     rd->subscriber ? "events" : "commands");
+    ngx_http_vetting_cmd_init(&cmd);
+    ngx_http_vetting_cmd_literal(&cmd, "CLIENT");
+    ngx_http_vetting_cmd_literal(&cmd, "SETNAME");
+    ngx_http_vetting_cmd_printf(&cmd, "vetting-%P-%s", ngx_pid,
+                                rd->subscriber ? "events" : "commands");
 
-    argv[0] = "CLIENT";
-    lens[0] = 6;
-    argv[1] = "SETNAME";
-    lens[1] = 7;
-    argv[2] = (char *) name;
-    lens[2] = p - name;
-
-    (void) ngx_http_vetting_redis_argv(rd, 3, argv, lens,
+    (void) ngx_http_vetting_redis_argv(rd, &cmd,
                                        ngx_http_vetting_redis_ok_handler,
                                        NULL);
 
+    ngx_http_vetting_cmd_init(&cmd);
+
     if (rd->subscriber) {
-        p = ngx_snprintf(name, sizeof(name), "%Vevents",
-                         &vmcf->redis_prefix);
+        ngx_http_vetting_cmd_literal(&cmd, "SUBSCRIBE");
+        ngx_http_vetting_cmd_printf(&cmd, "%Vevents", &vmcf->redis_prefix);
 
-        argv[0] = "SUBSCRIBE";
-        lens[0] = 9;
-        argv[1] = (char *) name;
-        lens[1] = p - name;
-
-        (void) ngx_http_vetting_redis_argv(rd, 2, argv, lens,
+        (void) ngx_http_vetting_redis_argv(rd, &cmd,
                                            ngx_http_vetting_redis_subscribed,
                                            rd);
         return;
     }
 
-    argv[0] = "FUNCTION";
-    lens[0] = 8;
-    argv[1] = "LOAD";
-    lens[1] = 4;
-    argv[2] = "REPLACE";
-    lens[2] = 7;
-    argv[3] = ngx_http_vetting_library;
-    lens[3] = sizeof(ngx_http_vetting_library) - 1;
+    ngx_http_vetting_cmd_literal(&cmd, "FUNCTION");
+    ngx_http_vetting_cmd_literal(&cmd, "LOAD");
+    ngx_http_vetting_cmd_literal(&cmd, "REPLACE");
+    ngx_http_vetting_cmd_arg(&cmd, ngx_http_vetting_library,
+                             sizeof(ngx_http_vetting_library) - 1);
 
-    (void) ngx_http_vetting_redis_argv(rd, 4, argv, lens,
+    (void) ngx_http_vetting_redis_argv(rd, &cmd,
                                        ngx_http_vetting_redis_load_handler,
                                        rd);
 }
@@ -802,24 +787,81 @@ ngx_http_vetting_redis_append(ngx_http_vetting_redis_t *rd, u_char *data,
 
 
 static ngx_int_t
-ngx_http_vetting_redis_argv(ngx_http_vetting_redis_t *rd, int argc,
-    const char **argv, const size_t *lens,
-    ngx_http_vetting_redis_handler_pt handler, void *data)
+ngx_http_vetting_redis_argv(ngx_http_vetting_redis_t *rd,
+    ngx_http_vetting_cmd_t *cmd, ngx_http_vetting_redis_handler_pt handler,
+    void *data)
 {
     long        len;
-    char       *cmd;
+    char       *out;
     ngx_int_t   rc;
 
-    len = vetting_resp_command(&cmd, argc, argv, lens);
+    if (cmd->overflow) {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                      "vetting: a redis command did not fit, not sent");
+        return NGX_ERROR;
+    }
+
+    len = vetting_resp_command(&out, cmd->argc, cmd->argv, cmd->lens);
     if (len < 0) {
         return NGX_ERROR;
     }
 
-    rc = ngx_http_vetting_redis_append(rd, (u_char *) cmd, (size_t) len,
+    rc = ngx_http_vetting_redis_append(rd, (u_char *) out, (size_t) len,
                                        handler, data);
-    free(cmd);
+    free(out);
 
     return rc;
+}
+
+
+/* putting a command together */
+
+void
+ngx_http_vetting_cmd_init(ngx_http_vetting_cmd_t *cmd)
+{
+    cmd->argc = 0;
+    cmd->pos = cmd->buf;
+    cmd->overflow = 0;
+}
+
+
+void
+ngx_http_vetting_cmd_arg(ngx_http_vetting_cmd_t *cmd, const void *data,
+    size_t len)
+{
+    if (cmd->argc == NGX_HTTP_VETTING_ARGS_MAX) {
+        cmd->overflow = 1;
+        return;
+    }
+
+    cmd->argv[cmd->argc] = data;
+    cmd->lens[cmd->argc] = len;
+    cmd->argc++;
+}
+
+
+/* an argument printed into the command's own room */
+
+void
+ngx_http_vetting_cmd_printf(ngx_http_vetting_cmd_t *cmd, const char *fmt,
+    ...)
+{
+    u_char   *p, *last;
+    va_list   args;
+
+    last = cmd->buf + sizeof(cmd->buf);
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(cmd->pos, last, fmt, args);
+    va_end(args);
+
+    if (p == last) {
+        cmd->overflow = 1;
+        return;
+    }
+
+    ngx_http_vetting_cmd_arg(cmd, cmd->pos, p - cmd->pos);
+    cmd->pos = p;
 }
 
 
@@ -1052,9 +1094,7 @@ ngx_http_vetting_redis_down(const char *reason)
 static void
 ngx_http_vetting_redis_resync(void)
 {
-    u_char                         key[256], *p;
-    size_t                         lens[2];
-    const char                    *argv[2];
+    ngx_http_vetting_cmd_t         cmd;
     ngx_http_vetting_shm_t        *shm;
     ngx_http_vetting_redis_t      *rd;
     ngx_http_vetting_main_conf_t  *vmcf;
@@ -1070,12 +1110,9 @@ ngx_http_vetting_redis_resync(void)
 
     shm = vmcf->shm_zone->data;
 
-    p = ngx_snprintf(key, sizeof(key), "%Vindex", &vmcf->redis_prefix);
-
-    argv[0] = "HGETALL";
-    lens[0] = 7;
-    argv[1] = (char *) key;
-    lens[1] = p - key;
+    ngx_http_vetting_cmd_init(&cmd);
+    ngx_http_vetting_cmd_literal(&cmd, "HGETALL");
+    ngx_http_vetting_cmd_printf(&cmd, "%Vindex", &vmcf->redis_prefix);
 
     /* what the channel changes from now on survives this sync */
 
@@ -1083,7 +1120,7 @@ ngx_http_vetting_redis_resync(void)
     shm->sh->generation++;
     ngx_shmtx_unlock(&shm->shpool->mutex);
 
-    if (ngx_http_vetting_redis_argv(rd, 2, argv, lens,
+    if (ngx_http_vetting_redis_argv(rd, &cmd,
                                     ngx_http_vetting_redis_resync_handler,
                                     (void *) (uintptr_t)
                                     shm->sh->generation)
@@ -1389,7 +1426,7 @@ ngx_http_vetting_redis_wake(void)
 ngx_int_t
 ngx_http_vetting_redis_call(ngx_http_request_t *r,
     ngx_http_vetting_ctx_t *ctx, ngx_http_vetting_resume_pt resume,
-    ngx_uint_t index, int argc, const char **argv, const size_t *lens)
+    ngx_uint_t index, ngx_http_vetting_cmd_t *cmd)
 {
     ngx_pool_cleanup_t         *cln;
     ngx_http_vetting_waiter_t  *w;
@@ -1398,7 +1435,7 @@ ngx_http_vetting_redis_call(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
-    if (argc == 0) {
+    if (cmd == NULL) {
         if (ngx_http_vetting_redis_synced()) {
             return NGX_DECLINED;
         }
@@ -1426,12 +1463,11 @@ ngx_http_vetting_redis_call(ngx_http_request_t *r,
     cln->handler = ngx_http_vetting_waiter_cleanup;
     cln->data = w;
 
-    if (argc == 0) {
+    if (cmd == NULL) {
         ngx_queue_insert_tail(&ngx_http_vetting_sync_waiters, &w->queue);
         w->queued = 1;
 
-    } else if (ngx_http_vetting_redis_argv(ngx_http_vetting_cmd, argc, argv,
-                                           lens,
+    } else if (ngx_http_vetting_redis_argv(ngx_http_vetting_cmd, cmd,
                                            ngx_http_vetting_waiter_handler,
                                            w)
                != NGX_OK)
@@ -1522,15 +1558,15 @@ ngx_http_vetting_waiter_cleanup(void *data)
 /* commands that no request waits for */
 
 ngx_int_t
-ngx_http_vetting_redis_send(int argc, const char **argv, const size_t *lens,
+ngx_http_vetting_redis_send(ngx_http_vetting_cmd_t *cmd,
     ngx_http_vetting_redis_handler_pt handler, void *data)
 {
     if (!ngx_http_vetting_redis_available()) {
         return NGX_DECLINED;
     }
 
-    return ngx_http_vetting_redis_argv(ngx_http_vetting_cmd, argc, argv, lens,
-                                       handler, data);
+    return ngx_http_vetting_redis_argv(ngx_http_vetting_cmd, cmd, handler,
+                                       data);
 }
 
 
@@ -1541,21 +1577,27 @@ ngx_http_vetting_redis_send(int argc, const char **argv, const size_t *lens,
  */
 
 static ngx_int_t
-ngx_http_vetting_redis_put(ngx_uint_t kind, int argc, const char **argv,
-    const size_t *lens, ngx_log_t *log)
+ngx_http_vetting_redis_put(ngx_uint_t kind, ngx_http_vetting_cmd_t *cmd,
+    ngx_log_t *log)
 {
     long        len;
-    char       *cmd;
+    char       *out;
     ngx_int_t   rc;
 
-    len = vetting_resp_command(&cmd, argc, argv, lens);
+    if (cmd->overflow) {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "vetting: an event did not fit a redis command, lost");
+        return NGX_ERROR;
+    }
+
+    len = vetting_resp_command(&out, cmd->argc, cmd->argv, cmd->lens);
     if (len < 0) {
         return NGX_ERROR;
     }
 
     rc = ngx_http_vetting_outbox_put(ngx_http_vetting_vmcf->shm_zone->data,
-                                     kind, (u_char *) cmd, (size_t) len, log);
-    free(cmd);
+                                     kind, (u_char *) out, (size_t) len, log);
+    free(out);
 
     if (rc == NGX_OK && !ngx_http_vetting_kick_ev.posted
         && ngx_http_vetting_redis_available())
@@ -1582,10 +1624,9 @@ void
 ngx_http_vetting_redis_token(u_char *digest, ngx_http_vetting_token_t *tok,
     ngx_log_t *log)
 {
-    u_char      key[256], val[512], ttl[NGX_INT64_LEN], *p;
-    size_t      lens[5];
-    int64_t     ms;
-    const char *argv[5];
+    u_char                  hex[2 * VETTING_DIGEST_LEN];
+    int64_t                 ms;
+    ngx_http_vetting_cmd_t  cmd;
 
     if (ngx_http_vetting_vmcf == NULL) {
         return;
@@ -1596,36 +1637,25 @@ ngx_http_vetting_redis_token(u_char *digest, ngx_http_vetting_token_t *tok,
         return;
     }
 
-    p = ngx_snprintf(key, sizeof(key), "%Vtok:",
-                     &ngx_http_vetting_vmcf->redis_prefix);
-    vetting_digest_hex(digest, p);
-    p += 2 * VETTING_DIGEST_LEN;
+    vetting_digest_hex(digest, hex);
 
-    argv[0] = "SET";
-    lens[0] = 3;
-    argv[1] = (char *) key;
-    lens[1] = p - key;
+    ngx_http_vetting_cmd_init(&cmd);
+    ngx_http_vetting_cmd_literal(&cmd, "SET");
+    ngx_http_vetting_cmd_printf(&cmd, "%Vtok:%*s",
+                                &ngx_http_vetting_vmcf->redis_prefix,
+                                sizeof(hex), hex);
+    ngx_http_vetting_cmd_printf(&cmd, "%d %L %L %V %V %V", (int) tok->kind,
+                                tok->issued, tok->expires,
+                                tok->app.len ? &tok->app
+                                             : &ngx_http_vetting_state_none,
+                                tok->tenant.len ? &tok->tenant
+                                             : &ngx_http_vetting_state_none,
+                                tok->member.len ? &tok->member
+                                             : &ngx_http_vetting_state_none);
+    ngx_http_vetting_cmd_literal(&cmd, "PX");
+    ngx_http_vetting_cmd_printf(&cmd, "%L", ms);
 
-    p = ngx_snprintf(val, sizeof(val), "%d %L %L %V %V %V",
-                     (int) tok->kind, tok->issued, tok->expires,
-                     tok->app.len ? &tok->app : &ngx_http_vetting_state_none,
-                     tok->tenant.len ? &tok->tenant
-                                     : &ngx_http_vetting_state_none,
-                     tok->member.len ? &tok->member
-                                     : &ngx_http_vetting_state_none);
-
-    argv[2] = (char *) val;
-    lens[2] = p - val;
-
-    argv[3] = "PX";
-    lens[3] = 2;
-
-    p = ngx_sprintf(ttl, "%L", ms);
-    argv[4] = (char *) ttl;
-    lens[4] = p - ttl;
-
-    (void) ngx_http_vetting_redis_put(NGX_HTTP_VETTING_OUT_PLAIN, 5, argv,
-                                      lens, log);
+    (void) ngx_http_vetting_redis_put(NGX_HTTP_VETTING_OUT_PLAIN, &cmd, log);
 }
 
 
@@ -1635,45 +1665,43 @@ ngx_http_vetting_redis_token(u_char *digest, ngx_http_vetting_token_t *tok,
  * evidence.
  */
 
-static u_char *
-ngx_http_vetting_redis_block_args(u_char *p, u_char *last,
-    const char **argv, size_t *lens, ngx_str_t *app, ngx_str_t *scope,
-    ngx_str_t *rule, ngx_str_t *event, uint64_t count, uint64_t threshold,
-    uint64_t window, ngx_str_t *evidence)
+static void
+ngx_http_vetting_redis_block_args(ngx_http_vetting_cmd_t *cmd,
+    ngx_str_t *app, ngx_str_t *scope, ngx_str_t *rule, ngx_str_t *event,
+    uint64_t count, uint64_t threshold, uint64_t window,
+    ngx_str_t *evidence)
 {
     ngx_http_vetting_main_conf_t  *vmcf;
 
     vmcf = ngx_http_vetting_vmcf;
 
-    argv[0] = (char *) app->data;
-    lens[0] = app->len;
-    argv[1] = (char *) scope->data;
-    lens[1] = scope->len;
-    argv[2] = (char *) rule->data;
-    lens[2] = rule->len;
-    argv[3] = (char *) event->data;
-    lens[3] = event->len;
+    ngx_http_vetting_cmd_str(cmd, app);
+    ngx_http_vetting_cmd_str(cmd, scope);
+    ngx_http_vetting_cmd_str(cmd, rule);
+    ngx_http_vetting_cmd_str(cmd, event);
+    ngx_http_vetting_cmd_printf(cmd, "%uL", count);
+    ngx_http_vetting_cmd_printf(cmd, "%uL", threshold);
+    ngx_http_vetting_cmd_printf(cmd, "%uL", window);
+    ngx_http_vetting_cmd_str(cmd, &vmcf->gateway);
+    ngx_http_vetting_cmd_str(cmd, &vmcf->policy);
+    ngx_http_vetting_cmd_str(cmd, evidence);
+}
 
-    argv[4] = (char *) p;
-    p = ngx_slprintf(p, last, "%uL", count);
-    lens[4] = p - (u_char *) argv[4];
 
-    argv[5] = (char *) p;
-    p = ngx_slprintf(p, last, "%uL", threshold);
-    lens[5] = p - (u_char *) argv[5];
+/* the keys a function that may suspend an app takes: susp index history */
 
-    argv[6] = (char *) p;
-    p = ngx_slprintf(p, last, "%uL", window);
-    lens[6] = p - (u_char *) argv[6];
+static void
+ngx_http_vetting_redis_suspension_keys(ngx_http_vetting_cmd_t *cmd,
+    ngx_str_t *app, ngx_str_t *scope)
+{
+    ngx_str_t  *prefix;
 
-    argv[7] = (char *) vmcf->gateway.data;
-    lens[7] = vmcf->gateway.len;
-    argv[8] = (char *) vmcf->policy.data;
-    lens[8] = vmcf->policy.len;
-    argv[9] = (char *) evidence->data;
-    lens[9] = evidence->len;
+    prefix = &ngx_http_vetting_vmcf->redis_prefix;
 
-    return p;
+    ngx_http_vetting_cmd_printf(cmd, "%V{app:%V}:susp:%V", prefix, app,
+                                scope);
+    ngx_http_vetting_cmd_printf(cmd, "%Vindex", prefix);
+    ngx_http_vetting_cmd_printf(cmd, "%V{app:%V}:history", prefix, app);
 }
 
 
@@ -1684,55 +1712,26 @@ ngx_http_vetting_redis_block(ngx_http_vetting_main_conf_t *vmcf,
     ngx_http_vetting_block_t *blk, ngx_http_vetting_rule_t *rule,
     uint64_t count, ngx_str_t *evidence, ngx_log_t *log)
 {
-    u_char      buf[1024], *p, *last;
-    size_t      lens[18];
-    const char *argv[18];
+    ngx_http_vetting_cmd_t  cmd;
 
     if (ngx_http_vetting_vmcf == NULL) {
         return;
     }
 
-    p = buf;
-    last = buf + sizeof(buf);
+    ngx_http_vetting_cmd_init(&cmd);
+    ngx_http_vetting_cmd_literal(&cmd, "FCALL");
+    ngx_http_vetting_cmd_literal(&cmd, "vt_block");
+    ngx_http_vetting_cmd_literal(&cmd, "3");
+    ngx_http_vetting_redis_suspension_keys(&cmd, &blk->app, &blk->scope);
+    ngx_http_vetting_cmd_printf(&cmd, "%Vevents", &vmcf->redis_prefix);
+    ngx_http_vetting_redis_block_args(&cmd, &blk->app, &blk->scope,
+                                      &rule->text,
+                                      ngx_http_vetting_event_name(
+                                          rule->event),
+                                      count, rule->threshold, rule->window,
+                                      evidence);
 
-    argv[0] = "FCALL";
-    lens[0] = 5;
-    argv[1] = "vt_block";
-    lens[1] = 8;
-    argv[2] = "3";
-    lens[2] = 1;
-
-    argv[3] = (char *) p;
-    p = ngx_slprintf(p, last, "%V{app:%V}:susp:%V", &vmcf->redis_prefix,
-                     &blk->app, &blk->scope);
-    lens[3] = p - (u_char *) argv[3];
-
-    argv[4] = (char *) p;
-    p = ngx_slprintf(p, last, "%Vindex", &vmcf->redis_prefix);
-    lens[4] = p - (u_char *) argv[4];
-
-    argv[5] = (char *) p;
-    p = ngx_slprintf(p, last, "%V{app:%V}:history", &vmcf->redis_prefix,
-                     &blk->app);
-    lens[5] = p - (u_char *) argv[5];
-
-    argv[6] = (char *) p;
-    p = ngx_slprintf(p, last, "%Vevents", &vmcf->redis_prefix);
-    lens[6] = p - (u_char *) argv[6];
-
-    p = ngx_http_vetting_redis_block_args(p, last, &argv[7], &lens[7],
-                                          &blk->app, &blk->scope,
-                                          &rule->text,
-                                          ngx_http_vetting_event_name(
-                                              rule->event),
-                                          count, rule->threshold,
-                                          rule->window, evidence);
-    if (p == last) {
-        return;
-    }
-
-    (void) ngx_http_vetting_redis_put(NGX_HTTP_VETTING_OUT_BLOCK, 17, argv,
-                                      lens, log);
+    (void) ngx_http_vetting_redis_put(NGX_HTTP_VETTING_OUT_BLOCK, &cmd, log);
 }
 
 
@@ -1746,11 +1745,9 @@ ngx_http_vetting_redis_members(ngx_http_vetting_main_conf_t *vmcf,
     ngx_str_t *app, ngx_str_t *member, ngx_str_t *scope,
     ngx_http_vetting_rule_t *rule, int64_t now, ngx_log_t *log)
 {
-    u_char                    buf[2048], *p, *last;
-    size_t                    lens[24];
-    uint64_t                  window, threshold;
-    ngx_str_t                 evidence, text, *event;
-    const char               *argv[24];
+    u_char                    text[128];
+    ngx_str_t                 evidence;
+    ngx_http_vetting_cmd_t    cmd;
     ngx_http_vetting_rule_t   none;
 
     if (ngx_http_vetting_vmcf == NULL) {
@@ -1766,82 +1763,44 @@ ngx_http_vetting_redis_members(ngx_http_vetting_main_conf_t *vmcf,
         rule = &none;
     }
 
-    window = rule->window;
-    threshold = rule->threshold;
-    text = rule->text;
-    event = ngx_http_vetting_event_name(NGX_HTTP_VETTING_EV_MEMBERS);
+    ngx_http_vetting_cmd_init(&cmd);
+    ngx_http_vetting_cmd_literal(&cmd, "FCALL");
+    ngx_http_vetting_cmd_literal(&cmd, "vt_members");
+    ngx_http_vetting_cmd_literal(&cmd, "5");
+    ngx_http_vetting_cmd_printf(&cmd, "%V{app:%V}:members:%V:%M",
+                                &vmcf->redis_prefix, app, scope,
+                                rule->window);
+    ngx_http_vetting_cmd_printf(&cmd, "%V{app:%V}:authorized",
+                                &vmcf->redis_prefix, app);
+    ngx_http_vetting_redis_suspension_keys(&cmd, app, scope);
+    ngx_http_vetting_cmd_str(&cmd, member);
+    ngx_http_vetting_cmd_printf(&cmd, "%L", now);
+    ngx_http_vetting_cmd_printf(&cmd, "%M", rule->window);
+    ngx_http_vetting_cmd_printf(&cmd, "%uL", rule->threshold);
 
-    p = buf;
-    last = buf + sizeof(buf);
+    if (rule->action == NGX_HTTP_VETTING_BLOCK) {
+        ngx_http_vetting_cmd_literal(&cmd, "block");
 
-    argv[0] = "FCALL";
-    lens[0] = 5;
-    argv[1] = "vt_members";
-    lens[1] = 10;
-    argv[2] = "5";
-    lens[2] = 1;
-
-    argv[3] = (char *) p;
-    p = ngx_slprintf(p, last, "%V{app:%V}:members:%V:%uL",
-                     &vmcf->redis_prefix, app, scope, window);
-    lens[3] = p - (u_char *) argv[3];
-
-    argv[4] = (char *) p;
-    p = ngx_slprintf(p, last, "%V{app:%V}:authorized", &vmcf->redis_prefix,
-                     app);
-    lens[4] = p - (u_char *) argv[4];
-
-    argv[5] = (char *) p;
-    p = ngx_slprintf(p, last, "%V{app:%V}:susp:%V", &vmcf->redis_prefix,
-                     app, scope);
-    lens[5] = p - (u_char *) argv[5];
-
-    argv[6] = (char *) p;
-    p = ngx_slprintf(p, last, "%Vindex", &vmcf->redis_prefix);
-    lens[6] = p - (u_char *) argv[6];
-
-    argv[7] = (char *) p;
-    p = ngx_slprintf(p, last, "%V{app:%V}:history", &vmcf->redis_prefix,
-                     app);
-    lens[7] = p - (u_char *) argv[7];
-
-    argv[8] = (char *) member->data;
-    lens[8] = member->len;
-
-    argv[9] = (char *) p;
-    p = ngx_slprintf(p, last, "%L", now);
-    lens[9] = p - (u_char *) argv[9];
-
-    argv[10] = (char *) p;
-    p = ngx_slprintf(p, last, "%uL", window);
-    lens[10] = p - (u_char *) argv[10];
-
-    argv[11] = (char *) p;
-    p = ngx_slprintf(p, last, "%uL", threshold);
-    lens[11] = p - (u_char *) argv[11];
-
-    argv[12] = (rule->action == NGX_HTTP_VETTING_BLOCK) ? "block" : "count";
-    lens[12] = ngx_strlen(argv[12]);
-
-    argv[13] = (char *) p;
-    p = ngx_slprintf(p, last, "%Vevents", &vmcf->redis_prefix);
-    lens[13] = p - (u_char *) argv[13];
-
-    evidence.data = p;
-    p = ngx_slprintf(p, last, "%uL distinct members authorized the app "
-                     "within %uL ms on the fleet", threshold, window);
-    evidence.len = p - evidence.data;
-
-    p = ngx_http_vetting_redis_block_args(p, last, &argv[14], &lens[14],
-                                          app, scope, &text, event,
-                                          threshold, threshold, window,
-                                          &evidence);
-    if (p == last) {
-        return;
+    } else {
+        ngx_http_vetting_cmd_literal(&cmd, "count");
     }
 
-    (void) ngx_http_vetting_redis_put(NGX_HTTP_VETTING_OUT_MEMBERS, 24, argv,
-                                      lens, log);
+    ngx_http_vetting_cmd_printf(&cmd, "%Vevents", &vmcf->redis_prefix);
+
+    evidence.data = text;
+    evidence.len = ngx_snprintf(text, sizeof(text), "%uL distinct members "
+                                "authorized the app within %M ms on the "
+                                "fleet", rule->threshold, rule->window)
+                   - text;
+
+    ngx_http_vetting_redis_block_args(&cmd, app, scope, &rule->text,
+                                      ngx_http_vetting_event_name(
+                                          NGX_HTTP_VETTING_EV_MEMBERS),
+                                      rule->threshold, rule->threshold,
+                                      rule->window, &evidence);
+
+    (void) ngx_http_vetting_redis_put(NGX_HTTP_VETTING_OUT_MEMBERS, &cmd,
+                                      log);
 }
 
 
@@ -1851,9 +1810,7 @@ void
 ngx_http_vetting_redis_audit(ngx_str_t *id, u_char *json, size_t len,
     ngx_log_t *log)
 {
-    u_char                         buf[512], *p, *last;
-    size_t                         lens[8];
-    const char                    *argv[8];
+    ngx_http_vetting_cmd_t         cmd;
     ngx_http_vetting_main_conf_t  *vmcf;
 
     vmcf = ngx_http_vetting_vmcf;
@@ -1862,39 +1819,17 @@ ngx_http_vetting_redis_audit(ngx_str_t *id, u_char *json, size_t len,
         return;
     }
 
-    p = buf;
-    last = buf + sizeof(buf);
+    ngx_http_vetting_cmd_init(&cmd);
+    ngx_http_vetting_cmd_literal(&cmd, "FCALL");
+    ngx_http_vetting_cmd_literal(&cmd, "vt_audit");
+    ngx_http_vetting_cmd_literal(&cmd, "2");
+    ngx_http_vetting_cmd_printf(&cmd, "%Vseen:%V", &vmcf->redis_prefix, id);
+    ngx_http_vetting_cmd_printf(&cmd, "%Vaudit", &vmcf->redis_prefix);
+    ngx_http_vetting_cmd_str(&cmd, id);
+    ngx_http_vetting_cmd_arg(&cmd, json, len);
+    ngx_http_vetting_cmd_printf(&cmd, "%ui", vmcf->audit_stream);
 
-    argv[0] = "FCALL";
-    lens[0] = 5;
-    argv[1] = "vt_audit";
-    lens[1] = 8;
-    argv[2] = "2";
-    lens[2] = 1;
-
-    argv[3] = (char *) p;
-    p = ngx_slprintf(p, last, "%Vseen:%V", &vmcf->redis_prefix, id);
-    lens[3] = p - (u_char *) argv[3];
-
-    argv[4] = (char *) p;
-    p = ngx_slprintf(p, last, "%Vaudit", &vmcf->redis_prefix);
-    lens[4] = p - (u_char *) argv[4];
-
-    argv[5] = (char *) id->data;
-    lens[5] = id->len;
-    argv[6] = (char *) json;
-    lens[6] = len;
-
-    argv[7] = (char *) p;
-    p = ngx_slprintf(p, last, "%ui", vmcf->audit_stream);
-    lens[7] = p - (u_char *) argv[7];
-
-    if (p == last) {
-        return;
-    }
-
-    (void) ngx_http_vetting_redis_put(NGX_HTTP_VETTING_OUT_AUDIT, 8, argv,
-                                      lens, log);
+    (void) ngx_http_vetting_redis_put(NGX_HTTP_VETTING_OUT_AUDIT, &cmd, log);
 }
 
 
@@ -1907,12 +1842,12 @@ ngx_http_vetting_redis_flush(ngx_event_t *ev)
     static ngx_http_vetting_sent_t   sent[NGX_HTTP_VETTING_FLUSH_ENTRIES];
     static u_char                    buf[NGX_HTTP_VETTING_FLUSH_BYTES];
 
-    u_char                         cmd[2048], *p, *last;
-    size_t                         lens[24];
+    u_char                         text[128];
     int64_t                        now, until;
     ngx_str_t                      app, scope, rule, evidence, *event;
     ngx_uint_t                     i, n, m;
-    const char                    *argv[24];
+    const char                    *tag;
+    ngx_http_vetting_cmd_t         cmd;
     ngx_http_vetting_shm_t        *shm;
     ngx_http_vetting_flush_t      *f;
     ngx_http_vetting_sent_t       *s;
@@ -1954,91 +1889,53 @@ ngx_http_vetting_redis_flush(ngx_event_t *ev)
         rule.data = f->rule;
         rule.len = f->rule_len;
         event = ngx_http_vetting_event_name(f->event);
+        tag = (f->by == NGX_HTTP_VETTING_BY_APP) ? "app" : "addr";
 
-        p = cmd;
-        last = cmd + sizeof(cmd);
-
-        argv[0] = "FCALL";
-        lens[0] = 5;
-        argv[1] = "vt_count";
-        lens[1] = 8;
-        argv[2] = "5";
-        lens[2] = 1;
-
-        argv[3] = (char *) p;
-        p = ngx_slprintf(p, last, "%V{%s:%V}:c:%V:%uL:%V:%uL:%V",
-                         &vmcf->redis_prefix,
-                         f->by == NGX_HTTP_VETTING_BY_APP ? "app" : "addr",
-                         &app, event, f->window,
-                         ngx_http_vetting_action_name(f->action),
-                         f->threshold, &scope);
-        lens[3] = p - (u_char *) argv[3];
-
-        argv[4] = (char *) p;
-        p = ngx_slprintf(p, last, "%V{%s:%V}:seen:%uxL-%uL",
-                         &vmcf->redis_prefix,
-                         f->by == NGX_HTTP_VETTING_BY_APP ? "app" : "addr",
-                         &app, f->boot, f->id);
-        lens[4] = p - (u_char *) argv[4];
-
-        argv[5] = (char *) p;
-        p = ngx_slprintf(p, last, "%V{app:%V}:susp:%V", &vmcf->redis_prefix,
-                         &app, &scope);
-        lens[5] = p - (u_char *) argv[5];
-
-        argv[6] = (char *) p;
-        p = ngx_slprintf(p, last, "%Vindex", &vmcf->redis_prefix);
-        lens[6] = p - (u_char *) argv[6];
-
-        argv[7] = (char *) p;
-        p = ngx_slprintf(p, last, "%V{app:%V}:history", &vmcf->redis_prefix,
-                         &app);
-        lens[7] = p - (u_char *) argv[7];
-
-        argv[8] = (char *) p;
-        p = ngx_slprintf(p, last, "%uxL-%uL", f->boot, f->id);
-        lens[8] = p - (u_char *) argv[8];
-
-        argv[9] = (char *) p;
-        p = ngx_slprintf(p, last, "%uL", f->delta);
-        lens[9] = p - (u_char *) argv[9];
-
-        argv[10] = (char *) p;
-        p = ngx_slprintf(p, last, "%uL", f->window);
-        lens[10] = p - (u_char *) argv[10];
-
-        argv[11] = (char *) p;
-        p = ngx_slprintf(p, last, "%uL", f->threshold);
-        lens[11] = p - (u_char *) argv[11];
+        ngx_http_vetting_cmd_init(&cmd);
+        ngx_http_vetting_cmd_literal(&cmd, "FCALL");
+        ngx_http_vetting_cmd_literal(&cmd, "vt_count");
+        ngx_http_vetting_cmd_literal(&cmd, "5");
+        ngx_http_vetting_cmd_printf(&cmd, "%V{%s:%V}:c:%V:%uL:%V:%uL:%V",
+                                    &vmcf->redis_prefix, tag, &app, event,
+                                    f->window,
+                                    ngx_http_vetting_action_name(f->action),
+                                    f->threshold, &scope);
+        ngx_http_vetting_cmd_printf(&cmd, "%V{%s:%V}:seen:%uxL-%uL",
+                                    &vmcf->redis_prefix, tag, &app, f->boot,
+                                    f->id);
+        ngx_http_vetting_redis_suspension_keys(&cmd, &app, &scope);
+        ngx_http_vetting_cmd_printf(&cmd, "%uxL-%uL", f->boot, f->id);
+        ngx_http_vetting_cmd_printf(&cmd, "%uL", f->delta);
+        ngx_http_vetting_cmd_printf(&cmd, "%uL", f->window);
+        ngx_http_vetting_cmd_printf(&cmd, "%uL", f->threshold);
 
         /* only an app, never an address, is suspended */
 
-        argv[12] = (f->by == NGX_HTTP_VETTING_BY_APP
-                    && f->action == NGX_HTTP_VETTING_BLOCK)
-                   ? "block" : "count";
-        lens[12] = ngx_strlen(argv[12]);
+        if (f->by == NGX_HTTP_VETTING_BY_APP
+            && f->action == NGX_HTTP_VETTING_BLOCK)
+        {
+            ngx_http_vetting_cmd_literal(&cmd, "block");
 
-        argv[13] = (char *) p;
-        p = ngx_slprintf(p, last, "%Vevents", &vmcf->redis_prefix);
-        lens[13] = p - (u_char *) argv[13];
+        } else {
+            ngx_http_vetting_cmd_literal(&cmd, "count");
+        }
 
-        evidence.data = p;
-        p = ngx_slprintf(p, last, "%V events of the app within %uL ms "
-                         "reached %uL on the fleet", event, f->window,
-                         f->threshold);
-        evidence.len = p - evidence.data;
+        ngx_http_vetting_cmd_printf(&cmd, "%Vevents", &vmcf->redis_prefix);
 
-        p = ngx_http_vetting_redis_block_args(p, last, &argv[14], &lens[14],
-                                              &app, &scope, &rule, event,
-                                              f->threshold, f->threshold,
-                                              f->window, &evidence);
+        evidence.data = text;
+        evidence.len = ngx_snprintf(text, sizeof(text), "%V events of the "
+                                    "app within %uL ms reached %uL on the "
+                                    "fleet", event, f->window, f->threshold)
+                       - text;
 
-        if (p == last
-            || ngx_http_vetting_redis_argv(ngx_http_vetting_cmd, 24, argv,
-                                           lens,
-                                           ngx_http_vetting_redis_count_handler,
-                                           f)
-               != NGX_OK)
+        ngx_http_vetting_redis_block_args(&cmd, &app, &scope, &rule, event,
+                                          f->threshold, f->threshold,
+                                          f->window, &evidence);
+
+        if (ngx_http_vetting_redis_argv(ngx_http_vetting_cmd, &cmd,
+                                        ngx_http_vetting_redis_count_handler,
+                                        f)
+            != NGX_OK)
         {
             ngx_http_vetting_counter_done(shm, f, 0, 0, now);
             ngx_free(f);

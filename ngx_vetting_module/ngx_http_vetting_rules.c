@@ -16,9 +16,9 @@ static ngx_int_t ngx_http_vetting_lease_resume(ngx_http_request_t *r,
     ngx_http_vetting_ctx_t *ctx, redisReply *reply);
 static void ngx_http_vetting_prefetch(ngx_http_request_t *r,
     ngx_http_vetting_rate_t *rate, ngx_str_t *subject, uint64_t want);
-static ngx_int_t ngx_http_vetting_lease_command(ngx_http_request_t *r,
+static void ngx_http_vetting_lease_command(ngx_http_request_t *r,
     ngx_http_vetting_rate_t *rate, ngx_str_t *subject, uint64_t want,
-    const char **argv, size_t *lens, u_char *buf);
+    ngx_http_vetting_cmd_t *cmd);
 static ngx_str_t *ngx_http_vetting_rate_subject(ngx_http_request_t *r,
     ngx_http_vetting_ctx_t *ctx, ngx_http_vetting_rate_t *rate);
 static void ngx_http_vetting_block_app(ngx_http_request_t *r,
@@ -197,13 +197,11 @@ ngx_int_t
 ngx_http_vetting_rates(ngx_http_request_t *r, ngx_http_vetting_ctx_t *ctx,
     ngx_http_vetting_loc_conf_t *vlcf)
 {
-    u_char                         buf[NGX_HTTP_VETTING_CMD_MAX];
-    size_t                         lens[7];
     int64_t                        now;
     ngx_int_t                      rc;
     ngx_str_t                     *subject;
     ngx_uint_t                     shared;
-    const char                    *argv[7];
+    ngx_http_vetting_cmd_t         cmd;
     ngx_http_vetting_shm_t        *shm;
     ngx_http_vetting_rate_t       *rate;
     ngx_http_vetting_take_t        take;
@@ -260,19 +258,14 @@ ngx_http_vetting_rates(ngx_http_request_t *r, ngx_http_vetting_ctx_t *ctx,
             }
 
             if (rc == NGX_AGAIN) {
-                rc = ngx_http_vetting_lease_command(r, rate, subject,
-                                                    take.want, argv, lens,
-                                                    buf);
-                if (rc != NGX_OK) {
-                    return NGX_HTTP_INTERNAL_SERVER_ERROR;
-                }
+                ngx_http_vetting_lease_command(r, rate, subject, take.want,
+                                               &cmd);
 
                 ctx->rate = rate;
 
                 rc = ngx_http_vetting_redis_call(r, ctx,
                                                  ngx_http_vetting_lease_resume,
-                                                 ctx->rate_index, 7, argv,
-                                                 lens);
+                                                 ctx->rate_index, &cmd);
                 if (rc == NGX_AGAIN) {
                     return NGX_AGAIN;
                 }
@@ -338,49 +331,26 @@ ngx_http_vetting_rate_subject(ngx_http_request_t *r,
 
 /* FCALL vt_lease 1 <key> <rate> <burst> <want> */
 
-static ngx_int_t
+static void
 ngx_http_vetting_lease_command(ngx_http_request_t *r,
     ngx_http_vetting_rate_t *rate, ngx_str_t *subject, uint64_t want,
-    const char **argv, size_t *lens, u_char *buf)
+    ngx_http_vetting_cmd_t *cmd)
 {
-    u_char                        *p, *last;
     ngx_http_vetting_main_conf_t  *vmcf;
 
     vmcf = ngx_http_get_module_main_conf(r, ngx_http_vetting_module);
 
-    p = buf;
-    last = buf + NGX_HTTP_VETTING_CMD_MAX;
-
-    argv[0] = "FCALL";
-    lens[0] = 5;
-    argv[1] = "vt_lease";
-    lens[1] = 8;
-    argv[2] = "1";
-    lens[2] = 1;
-
-    argv[3] = (char *) p;
-    p = ngx_slprintf(p, last, "%V{%s:%V}:rl:%V", &vmcf->redis_prefix,
-                     rate->per == NGX_HTTP_VETTING_BY_APP ? "app" : "addr",
-                     subject, &rate->id);
-    lens[3] = p - (u_char *) argv[3];
-
-    argv[4] = (char *) p;
-    p = ngx_slprintf(p, last, "%uL", rate->rate);
-    lens[4] = p - (u_char *) argv[4];
-
-    argv[5] = (char *) p;
-    p = ngx_slprintf(p, last, "%uL", rate->burst);
-    lens[5] = p - (u_char *) argv[5];
-
-    argv[6] = (char *) p;
-    p = ngx_slprintf(p, last, "%uL", want);
-    lens[6] = p - (u_char *) argv[6];
-
-    if (p == last) {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
+    ngx_http_vetting_cmd_init(cmd);
+    ngx_http_vetting_cmd_literal(cmd, "FCALL");
+    ngx_http_vetting_cmd_literal(cmd, "vt_lease");
+    ngx_http_vetting_cmd_literal(cmd, "1");
+    ngx_http_vetting_cmd_printf(cmd, "%V{%s:%V}:rl:%V", &vmcf->redis_prefix,
+                                rate->per == NGX_HTTP_VETTING_BY_APP
+                                ? "app" : "addr",
+                                subject, &rate->id);
+    ngx_http_vetting_cmd_printf(cmd, "%uL", rate->rate);
+    ngx_http_vetting_cmd_printf(cmd, "%uL", rate->burst);
+    ngx_http_vetting_cmd_printf(cmd, "%uL", want);
 }
 
 
@@ -475,20 +445,13 @@ static void
 ngx_http_vetting_prefetch(ngx_http_request_t *r,
     ngx_http_vetting_rate_t *rate, ngx_str_t *subject, uint64_t want)
 {
-    u_char                         buf[NGX_HTTP_VETTING_CMD_MAX];
-    size_t                         lens[7];
-    const char                    *argv[7];
+    ngx_http_vetting_cmd_t         cmd;
     ngx_http_vetting_prefetch_t   *pf;
     ngx_http_vetting_main_conf_t  *vmcf;
 
     vmcf = ngx_http_get_module_main_conf(r, ngx_http_vetting_module);
 
-    if (ngx_http_vetting_lease_command(r, rate, subject, want, argv, lens,
-                                       buf)
-        != NGX_OK)
-    {
-        return;
-    }
+    ngx_http_vetting_lease_command(r, rate, subject, want, &cmd);
 
     pf = ngx_alloc(sizeof(ngx_http_vetting_prefetch_t) + subject->len,
                    r->connection->log);
@@ -502,8 +465,8 @@ ngx_http_vetting_prefetch(ngx_http_request_t *r,
     pf->subject.len = subject->len;
     ngx_memcpy(pf->data, subject->data, subject->len);
 
-    if (ngx_http_vetting_redis_send(7, argv, lens,
-                                    ngx_http_vetting_prefetch_handler, pf)
+    if (ngx_http_vetting_redis_send(&cmd, ngx_http_vetting_prefetch_handler,
+                                    pf)
         != NGX_OK)
     {
         ngx_free(pf);
