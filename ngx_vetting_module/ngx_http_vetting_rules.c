@@ -29,6 +29,32 @@ static void ngx_http_vetting_rule_hit(ngx_http_request_t *r,
     ngx_str_t *scope, ngx_uint_t by, ngx_str_t *subject, uint64_t count);
 static void ngx_http_vetting_dry_run(ngx_http_request_t *r,
     ngx_http_vetting_ctx_t *ctx, ngx_str_t *what);
+static ngx_int_t ngx_http_vetting_rule_scope(ngx_http_vetting_rule_t *rule,
+    ngx_http_vetting_ctx_t *ctx, ngx_str_t *scope);
+
+
+/*
+ * Where a rule counts for a request: globally ("*"), or in the tenant of
+ * the location; NGX_DECLINED for a tenant rule where there is no tenant.
+ */
+
+static ngx_int_t
+ngx_http_vetting_rule_scope(ngx_http_vetting_rule_t *rule,
+    ngx_http_vetting_ctx_t *ctx, ngx_str_t *scope)
+{
+    if (!rule->tenant) {
+        ngx_str_set(scope, NGX_HTTP_VETTING_GLOBAL);
+        return NGX_OK;
+    }
+
+    if (ctx->tenant.len == 0) {
+        return NGX_DECLINED;
+    }
+
+    *scope = ctx->tenant;
+
+    return NGX_OK;
+}
 
 
 /* rules with action "reject": the offender is refused while over */
@@ -69,15 +95,8 @@ ngx_http_vetting_rejected(ngx_http_request_t *r, ngx_http_vetting_ctx_t *ctx,
             continue;
         }
 
-        if (rule[i].tenant) {
-            if (ctx->tenant.len == 0) {
-                continue;
-            }
-
-            scope = ctx->tenant;
-
-        } else {
-            ngx_str_set(&scope, NGX_HTTP_VETTING_GLOBAL);
+        if (ngx_http_vetting_rule_scope(&rule[i], ctx, &scope) != NGX_OK) {
+            continue;
         }
 
         if ((ctx->app.len
@@ -526,15 +545,8 @@ ngx_http_vetting_count(ngx_http_request_t *r, ngx_http_vetting_ctx_t *ctx,
             continue;
         }
 
-        if (rule[i].tenant) {
-            if (ctx->tenant.len == 0) {
-                continue;
-            }
-
-            scope = ctx->tenant;
-
-        } else {
-            ngx_str_set(&scope, NGX_HTTP_VETTING_GLOBAL);
+        if (ngx_http_vetting_rule_scope(&rule[i], ctx, &scope) != NGX_OK) {
+            continue;
         }
 
         count = ngx_http_vetting_counter_add(vmcf->shm_zone->data, by,
@@ -743,15 +755,8 @@ ngx_http_vetting_member_authorized(ngx_http_request_t *r,
             continue;
         }
 
-        if (rule[i].tenant) {
-            if (ctx->tenant.len == 0) {
-                continue;
-            }
-
-            scope = ctx->tenant;
-
-        } else {
-            ngx_str_set(&scope, NGX_HTTP_VETTING_GLOBAL);
+        if (ngx_http_vetting_rule_scope(&rule[i], ctx, &scope) != NGX_OK) {
+            continue;
         }
 
         if (vmcf->redis) {

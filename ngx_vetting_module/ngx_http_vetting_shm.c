@@ -130,6 +130,8 @@ static uint64_t ngx_http_vetting_counter_estimate(
     ngx_http_vetting_counter_node_t *cn, int64_t now, ngx_msec_t window);
 static ngx_http_vetting_block_node_t *ngx_http_vetting_block_lookup(
     ngx_http_vetting_shm_t *shm, u_char *key, size_t len, uint32_t hash);
+static void ngx_http_vetting_block_delete(ngx_http_vetting_shm_t *shm,
+    ngx_http_vetting_block_node_t *bn);
 
 
 #define ngx_http_vetting_value(vn)  ((void *) (vn)->data)
@@ -781,6 +783,25 @@ ngx_http_vetting_block_put(ngx_http_vetting_shm_t *shm,
 }
 
 
+/* the caller holds the zone's mutex */
+
+static void
+ngx_http_vetting_block_delete(ngx_http_vetting_shm_t *shm,
+    ngx_http_vetting_block_node_t *bn)
+{
+    ngx_rbtree_node_t  *node;
+
+    node = (ngx_rbtree_node_t *)
+               ((u_char *) bn - offsetof(ngx_rbtree_node_t, color));
+
+    ngx_queue_remove(&bn->queue);
+    ngx_rbtree_delete(&shm->sh->blocks, node);
+    ngx_slab_free_locked(shm->shpool, node);
+
+    shm->sh->nblocks--;
+}
+
+
 /* ends a suspension; a revocation stays unless asked */
 
 void
@@ -810,15 +831,7 @@ ngx_http_vetting_block_clear(ngx_http_vetting_shm_t *shm, ngx_str_t *app,
         }
 
         if (bn->revoked == 0) {
-            ngx_queue_remove(&bn->queue);
-            ngx_rbtree_delete(&shm->sh->blocks,
-                              (ngx_rbtree_node_t *)
-                              ((u_char *) bn
-                               - offsetof(ngx_rbtree_node_t, color)));
-            ngx_slab_free_locked(shm->shpool,
-                                 (u_char *) bn
-                                 - offsetof(ngx_rbtree_node_t, color));
-            shm->sh->nblocks--;
+            ngx_http_vetting_block_delete(shm, bn);
         }
     }
 
@@ -857,14 +870,7 @@ ngx_http_vetting_block_sweep(ngx_http_vetting_shm_t *shm,
             continue;
         }
 
-        ngx_queue_remove(q);
-        ngx_rbtree_delete(&shm->sh->blocks,
-                          (ngx_rbtree_node_t *)
-                          ((u_char *) bn - offsetof(ngx_rbtree_node_t, color)));
-        ngx_slab_free_locked(shm->shpool,
-                             (u_char *) bn
-                             - offsetof(ngx_rbtree_node_t, color));
-        shm->sh->nblocks--;
+        ngx_http_vetting_block_delete(shm, bn);
     }
 
     shm->sh->synced = ngx_http_vetting_now();
