@@ -94,6 +94,7 @@ static void ngx_http_vetting_redis_message(ngx_http_vetting_redis_t *rd,
     redisReply *reply);
 static void ngx_http_vetting_redis_up(void);
 static void ngx_http_vetting_redis_down(const char *reason);
+static ngx_uint_t ngx_http_vetting_scope_valid(ngx_str_t *scope);
 static void ngx_http_vetting_redis_resync(void);
 static void ngx_http_vetting_redis_resync_handler(redisReply *reply,
     void *data);
@@ -1089,6 +1090,31 @@ ngx_http_vetting_redis_down(const char *reason)
 }
 
 
+/* "*", or a tenant name as vetting_tenant takes it */
+
+static ngx_uint_t
+ngx_http_vetting_scope_valid(ngx_str_t *scope)
+{
+    u_char  *p;
+
+    if (scope->len == 1 && scope->data[0] == '*') {
+        return 1;
+    }
+
+    if (scope->len == 0 || scope->len > VETTING_TENANT_MAX) {
+        return 0;
+    }
+
+    for (p = scope->data; p < scope->data + scope->len; p++) {
+        if (!(isalnum(*p) || *p == '-' || *p == '_' || *p == '.')) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
 /* suspensions: the full index, and what the channel tells */
 
 static void
@@ -1208,7 +1234,8 @@ ngx_http_vetting_redis_resync_handler(redisReply *reply, void *data)
         revoked = ngx_atoi(f[1], flen[1]);
 
         if (since == NGX_ERROR || revoked == NGX_ERROR
-            || !vetting_client_id_valid(blk.app.data, blk.app.len))
+            || !vetting_client_id_valid(blk.app.data, blk.app.len)
+            || !ngx_http_vetting_scope_valid(&blk.scope))
         {
             ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                           "vetting: malformed suspension index entry "
@@ -1323,7 +1350,7 @@ ngx_http_vetting_redis_message(ngx_http_vetting_redis_t *rd,
     blk.scope.data = f[2];
     blk.scope.len = flen[2];
 
-    if (blk.scope.len == 0 || blk.scope.len > VETTING_TENANT_MAX) {
+    if (!ngx_http_vetting_scope_valid(&blk.scope)) {
         goto malformed;
     }
 

@@ -688,8 +688,8 @@ ngx_int_t
 ngx_http_vetting_block_put(ngx_http_vetting_shm_t *shm,
     ngx_http_vetting_block_t *blk, uint64_t generation, ngx_log_t *log)
 {
-    u_char                          key[NGX_HTTP_VETTING_KEY_MAX];
-    size_t                          len, n;
+    u_char                          key[NGX_HTTP_VETTING_KEY_MAX], c;
+    size_t                          len, n, i;
     uint32_t                        hash;
     ngx_int_t                       rc;
     ngx_rbtree_node_t              *node;
@@ -762,9 +762,16 @@ ngx_http_vetting_block_put(ngx_http_vetting_shm_t *shm,
         bn->confirmed = 1;
     }
 
+    /* an event name; what Redis says is kept to its characters */
+
     n = ngx_min(blk->rule.len, sizeof(bn->rule) - 1);
+
+    for (i = 0; i < n; i++) {
+        c = blk->rule.data[i];
+        bn->rule[i] = (isalnum(c) || c == '_' || c == '-') ? c : '?';
+    }
+
     if (n) {
-        ngx_memcpy(bn->rule, blk->rule.data, n);
         bn->rule[n] = '\0';
     }
 
