@@ -219,12 +219,14 @@ sub new {
 
     push @objects, $self;
 
-    # exit, not die by signal, so that END stops what runs
-    for my $sig (qw(INT TERM HUP)) {
+    # exit, not die by signal, so that END stops what runs; a closed
+    # output (prove | head) leaves nowhere to say so
+
+    for my $sig (qw(INT TERM HUP PIPE)) {
         next if ref $SIG{$sig};
 
         $SIG{$sig} = sub {
-            Test::More->builder->diag("caught SIG$sig");
+            Test::More->builder->diag("caught SIG$sig") if $sig ne 'PIPE';
             exit 1;
         };
     }
