@@ -90,6 +90,28 @@ my $dual_server = !$has_dual ? '' : <<'EOF';
     }
 EOF
 
+# the locations every gateway of this file has: the default allowed
+# countries, the territories too, and unknown addresses denied
+
+my $country_locations = <<'EOF';
+        location /fhir/r4 {
+            vetting_endpoint fhir;
+            proxy_pass http://127.0.0.1:%%PORT:fhir%%;
+        }
+
+        location /territories/fhir/r4 {
+            vetting_endpoint fhir;
+            vetting_countries US PR GU VI AS MP;
+            proxy_pass http://127.0.0.1:%%PORT:fhir%%;
+        }
+
+        location /strict/fhir/r4 {
+            vetting_endpoint fhir;
+            vetting_country_unknown deny;
+            proxy_pass http://127.0.0.1:%%PORT:fhir%%;
+        }
+EOF
+
 my $dual_listen = !$has_dual ? ''
     : "        listen [::ffff:127.0.0.1]:%%PORT:dualreject%% ipv6only=off;\n";
 
@@ -113,22 +135,7 @@ http {
         set_real_ip_from 127.0.0.1;
         real_ip_header X-Forwarded-For;
 
-        location /fhir/r4 {
-            vetting_endpoint fhir;
-            proxy_pass http://127.0.0.1:%%PORT:fhir%%;
-        }
-
-        location /territories/fhir/r4 {
-            vetting_endpoint fhir;
-            vetting_countries US PR GU VI AS MP;
-            proxy_pass http://127.0.0.1:%%PORT:fhir%%;
-        }
-
-        location /strict/fhir/r4 {
-            vetting_endpoint fhir;
-            vetting_country_unknown deny;
-            proxy_pass http://127.0.0.1:%%PORT:fhir%%;
-        }
+%%COUNTRY_LOCATIONS%%
 
         location /nogeo/fhir/r4 {
             vetting_endpoint fhir;
@@ -237,6 +244,7 @@ http {
 EOF
 
 $conf =~ s/%%FORMAT%%/$format/;
+$conf =~ s/%%COUNTRY_LOCATIONS%%\n/$country_locations/;
 $conf =~ s/%%DUAL%%\n/$dual_server/;
 $conf =~ s/%%DUALLISTEN%%\n/$dual_listen/;
 $conf =~ s/%%V6%%\n/$v6_server/;
@@ -719,7 +727,7 @@ sub mkmmdb {
 sub variant_conf {
     my ($name, $geoip) = @_;
 
-    return <<"EOF" =~ s/%%FORMAT%%/$format/r;
+    my $text = <<"EOF";
 %%BASE%%
 worker_processes 1;
 
@@ -736,25 +744,15 @@ http {
         set_real_ip_from 127.0.0.1;
         real_ip_header X-Forwarded-For;
 
-        location /fhir/r4 {
-            vetting_endpoint fhir;
-            proxy_pass http://127.0.0.1:%%PORT:fhir%%;
-        }
-
-        location /territories/fhir/r4 {
-            vetting_endpoint fhir;
-            vetting_countries US PR GU VI AS MP;
-            proxy_pass http://127.0.0.1:%%PORT:fhir%%;
-        }
-
-        location /strict/fhir/r4 {
-            vetting_endpoint fhir;
-            vetting_country_unknown deny;
-            proxy_pass http://127.0.0.1:%%PORT:fhir%%;
-        }
+%%COUNTRY_LOCATIONS%%
     }
 }
 EOF
+
+    $text =~ s/%%FORMAT%%/$format/;
+    $text =~ s/%%COUNTRY_LOCATIONS%%\n/$country_locations/;
+
+    return $text;
 }
 
 
